@@ -1,0 +1,201 @@
+#!/bin/bash
+# runc's own integration suite (bats, from Debian's runc source package)
+# run against any OCI runtime binary: the outside check of skiff-runc's
+# command line, next to the same suite run against Debian's runc.
+#
+# Usage: tests/runc-bats/run.sh [bats filter args...]
+#   RUNC=/path/to/runtime   runtime under test (default: Debian's runc)
+#   BATS_TEST_TIMEOUT=secs  per-test timeout (default 120, so a hanging
+#                           runtime fails one test instead of the run)
+#   RUNC_BATS_TESTS="a.bats b.bats"  only these files (default: all)
+#
+# Everything it makes lives under build/: the source package in
+# build/runc-src/, Go caches, logs and results in build/runc-bats/. It is
+# idempotent: each step is skipped when its output already exists. The only
+# change outside build/ is a deb-src entry (skiff-deb-src.sources), added
+# only when apt has no deb-src for bookworm main yet.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD="$REPO/build"
+SRC_PARENT="$BUILD/runc-src"
+WORK="$BUILD/runc-bats"
+RUNC="${RUNC:-/usr/sbin/runc}"
+RUNC_VERSION_WANTED="1.1.5"
+
+log() { printf 'runc-bats: %s\n' "$*" >&2; }
+die() {
+	log "error: $*"
+	exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || die "must run as root (the suite's root tests need it)"
+case "$RUNC" in
+/*) ;;
+*) RUNC=$(command -v "$RUNC" || true) ;;
+esac
+[ -n "$RUNC" ] && [ -x "$RUNC" ] || die "runtime under test is not an executable: ${RUNC:-<empty>}"
+mkdir -p "$SRC_PARENT" "$WORK"
+
+# --- 1. tools the suite and the helper build need -----------------------
+# The suite shells out to jq, gawk, nsenter, script, gcc (it compiles small
+# C test programs); the helpers need Go with the packaged runc
+# sources (GOPATH mode) and libseccomp headers for seccompagent.
+need_pkgs=(bats jq gawk xz-utils dpkg-dev gcc libc6-dev util-linux bsdutils golang-go
+	golang-github-opencontainers-runc-dev libseccomp-dev pkg-config)
+missing=()
+for p in "${need_pkgs[@]}"; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing: ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# --- 2. deb-src entry and the source package ----------------------------
+have_deb_src() {
+	apt-get indextargets --format '$(CODENAME) $(COMPONENT)' 'Created-By: Sources' 2>/dev/null |
+		grep -qx 'bookworm main'
+}
+SRC_DIR=$(find "$SRC_PARENT" -maxdepth 1 -type d -name "runc-${RUNC_VERSION_WANTED}*" | sort | tail -n1)
+if [ -z "$SRC_DIR" ] || [ ! -f "$SRC_DIR/.skiff-extracted" ]; then
+	if ! have_deb_src; then
+		log "adding deb-src for bookworm main (/etc/apt/sources.list.d/skiff-deb-src.sources)"
+		cat >/etc/apt/sources.list.d/skiff-deb-src.sources <<-'EOF'
+			# added by skiff tests/runc-bats/run.sh: runc's integration suite
+			# comes from Debian's runc source package
+			Types: deb-src
+			URIs: http://deb.debian.org/debian
+			Suites: bookworm bookworm-updates
+			Components: main
+			Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+		EOF
+		apt-get update -qq
+	fi
+	if [ -z "$(apt-cache showsrc runc 2>/dev/null | head -n1)" ]; then
+		apt-get update -qq
+	fi
+	log "apt-get source runc into $SRC_PARENT"
+	rm -rf "${SRC_PARENT:?}"/runc-*
+	# apt drops privileges to _apt for downloads; give it a directory it
+	# may write, then let dpkg-source unpack (and apply Debian's patches).
+	(cd "$SRC_PARENT" && apt-get source -qq runc >/dev/null 2>"$WORK/apt-source.log") ||
+		die "apt-get source runc failed, see $WORK/apt-source.log"
+	SRC_DIR=$(find "$SRC_PARENT" -maxdepth 1 -type d -name 'runc-*' | sort | tail -n1)
+	[ -n "$SRC_DIR" ] || die "no runc-* directory after apt-get source"
+	touch "$SRC_DIR/.skiff-extracted"
+fi
+case "$(basename "$SRC_DIR")" in
+"runc-${RUNC_VERSION_WANTED}"*) ;;
+*) log "warning: source is $(basename "$SRC_DIR"), counts were calibrated on runc $RUNC_VERSION_WANTED" ;;
+esac
+INTEGRATION="$SRC_DIR/tests/integration"
+[ -f "$INTEGRATION/helpers.bash" ] || die "no $INTEGRATION/helpers.bash in the source package"
+
+# --- 3. helper programs (helpers.bash looks in contrib/cmd/<name>/<name>) -
+# GOPATH mode, offline: every import resolves from Debian's /usr/share/gocode
+# (golang-github-opencontainers-runc-dev and its dependencies).
+export GO111MODULE=off GOPROXY=off GOFLAGS= GOTOOLCHAIN=local
+export GOPATH="$WORK/gopath:/usr/share/gocode" GOCACHE="$WORK/gocache"
+mkdir -p "$WORK/gopath"
+for helper in recvtty sd-helper seccompagent; do
+	dir="$SRC_DIR/contrib/cmd/$helper"
+	[ -d "$dir" ] || continue
+	bin="$dir/$helper"
+	if [ ! -x "$bin" ] || [ -n "$(find "$dir" -name '*.go' -newer "$bin" -print -quit)" ]; then
+		tags=()
+		# seccompagent is a stub without the seccomp build tag.
+		[ "$helper" = seccompagent ] && tags=(-tags seccomp)
+		log "building $helper"
+		(cd "$SRC_DIR" && go build "${tags[@]}" -o "$bin" "./contrib/cmd/$helper") ||
+			die "building $helper failed"
+	fi
+done
+
+# --- 4. images, offline --------------------------------------------------
+# get-images.sh downloads only when $TESTDATA/<name>-<arch>.tar.xz is
+# missing, so pre-placed files are used as they are and no test file changes.
+IMAGES="$REPO/build/images"
+if [ ! -f "$IMAGES/busybox-oci/index.json" ] && [ ! -f "$IMAGES/busybox.tar" ]; then
+	log "no busybox image in $IMAGES; running make images"
+	make -C "$REPO" images >&2
+fi
+arch=$(go env GOARCH)
+TESTDATA="$INTEGRATION/testdata"
+BUSYBOX_XZ="$TESTDATA/busybox-$arch.tar.xz"
+DEBIAN_XZ="$TESTDATA/debian-$arch.tar.xz"
+
+# Prints the path of the single layer blob of the busybox image, from the
+# OCI layout if present, else from the docker-save archive (extracted to tmp).
+busybox_layer() {
+	local tmp="$1"
+	if [ -f "$IMAGES/busybox-oci/index.json" ]; then
+		local oci="$IMAGES/busybox-oci" manifest layers
+		manifest=$(jq -r '.manifests[0].digest' "$oci/index.json")
+		layers=$(jq -r '.layers[].digest' "$oci/blobs/${manifest/://}")
+		[ "$(wc -l <<<"$layers")" -eq 1 ] || die "busybox image has more than one layer"
+		echo "$oci/blobs/${layers/://}"
+	else
+		tar -C "$tmp" -xf "$IMAGES/busybox.tar"
+		local layer
+		layer=$(jq -r '.[0].Layers[0]' "$tmp/manifest.json")
+		echo "$tmp/$layer"
+	fi
+}
+
+# Newer sources than the stamp mean a rebuilt image: redo the tarballs.
+image_src_stamp=$(stat -c %Y "$IMAGES"/busybox-oci/index.json "$IMAGES"/busybox.tar 2>/dev/null | sort -n | tail -n1)
+if [ ! -f "$BUSYBOX_XZ" ] || [ ! -f "$DEBIAN_XZ" ] ||
+	[ "$(cat "$WORK/images.stamp" 2>/dev/null)" != "$image_src_stamp" ]; then
+	tmp=$(mktemp -d "$WORK/images.XXXXXX")
+	trap 'rm -rf "$tmp"' EXIT
+	layer=$(busybox_layer "$tmp")
+	log "busybox image from $layer"
+	mkdir -p "$tmp/rootfs"
+	tar -C "$tmp/rootfs" -xzf "$layer"
+	tar -C "$tmp/rootfs" -cJf "$BUSYBOX_XZ.tmp" . && mv "$BUSYBOX_XZ.tmp" "$BUSYBOX_XZ"
+	# The suite's "debian" image is used only by hooks.bats, which needs a
+	# shell, grep and ldconfig in the container and /lib in the rootfs. No
+	# Debian rootfs can be fetched offline, so it is the busybox rootfs plus
+	# the host's static ldconfig: enough for what that test exercises.
+	mkdir -p "$tmp/rootfs/lib" "$tmp/rootfs/sbin" "$tmp/rootfs/etc/ld.so.conf.d"
+	cp /sbin/ldconfig "$tmp/rootfs/sbin/ldconfig"
+	printf 'include /etc/ld.so.conf.d/*.conf\n' >"$tmp/rootfs/etc/ld.so.conf"
+	tar -C "$tmp/rootfs" -cJf "$DEBIAN_XZ.tmp" . && mv "$DEBIAN_XZ.tmp" "$DEBIAN_XZ"
+	echo "$image_src_stamp" >"$WORK/images.stamp"
+	rm -rf "$tmp"
+	trap - EXIT
+fi
+
+# --- 5. run the suite ----------------------------------------------------
+name=$(basename "$RUNC")
+tap="$WORK/$name.tap"
+export RUNC BATS_TEST_TIMEOUT="${BATS_TEST_TIMEOUT:-120}"
+# No systemd cgroup driver here (the host is not booted by systemd in CI).
+unset RUNC_USE_SYSTEMD
+targets=()
+if [ -n "${RUNC_BATS_TESTS:-}" ]; then
+	for t in $RUNC_BATS_TESTS; do targets+=("$INTEGRATION/$t"); done
+else
+	targets=("$INTEGRATION")
+fi
+log "running $(bats --count "${targets[@]}") tests with RUNC=$RUNC (log: $tap)"
+start=$(date +%s)
+# Tests with process.terminal and no console socket use the caller's
+# terminal (/dev/tty), so, as runc's own CI does, the suite runs under
+# script(1) for a pseudo-terminal; TAP goes to the file, not the pty.
+# bats exits non-zero when any test fails; the counts below are the result.
+bats_cmd=$(printf '%q ' cd "$INTEGRATION")
+bats_cmd+="&& exec bats --tap $(printf '%q ' "$@" "${targets[@]}") >$(printf '%q' "$tap") 2>&1"
+script -qec "$bats_cmd" /dev/null </dev/null >/dev/null 2>&1 || true
+elapsed=$(($(date +%s) - start))
+
+total=$(sed -n 's/^1\.\.\([0-9]\+\)$/\1/p' "$tap" | head -n1)
+skipped=$(grep -cE '^ok [0-9]+ .*# skip' "$tap" || true)
+passed=$(($(grep -cE '^ok [0-9]+ ' "$tap" || true) - skipped))
+failed=$(grep -cE '^not ok [0-9]+ ' "$tap" || true)
+grep -E '^not ok [0-9]+ ' "$tap" | sed 's/^/  /' >&2 || true
+summary="runc-bats RUNC=$RUNC: $passed passed, $skipped skipped, $failed failed of ${total:-?}"
+echo "$summary (${elapsed}s)" >"$WORK/$name.summary"
+echo "$summary"
