@@ -112,7 +112,8 @@ def test_kill_default_signal_is_term(runtime: Runtime, bundle: Bundle) -> None:
     out.mkdir()
     bundle.add_mount("/out", "bind", str(out), ["rbind", "rw"])
     runtime.start_running(
-        bundle, "trap 'echo term > /out/sig; exit 0' TERM; touch /out/ready; while :; do sleep 0.05; done"
+        bundle,
+        "trap 'echo term > /out/sig; exit 0' TERM; touch /out/ready; while :; do sleep 0.05; done",
     )
     wait_for(lambda: (out / "ready").exists(), what="trap installed")
     runtime.ok("kill", bundle.id)
