@@ -69,14 +69,21 @@ class _Applier:
         self._dir_times: list[tuple[list[str], float]] = []
         self._written: set[tuple[str, ...]] = set()
         self._opaque: list[list[str]] = []
+        self._stale: list[int] = []
 
     def close(self) -> None:
         self._forget_parents()
+        self._close_stale()
 
     def _forget_parents(self) -> None:
-        for fd in self._parents.values():
-            os.close(fd)
+        # closed only after the current entry, which may still hold one
+        self._stale.extend(self._parents.values())
         self._parents.clear()
+
+    def _close_stale(self) -> None:
+        for fd in self._stale:
+            os.close(fd)
+        self._stale.clear()
 
     def _parent(self, parts: list[str]) -> int:
         key = tuple(parts[:-1])
@@ -92,6 +99,12 @@ class _Applier:
         return fd
 
     def entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+        try:
+            self._entry(tar, member)
+        finally:
+            self._close_stale()
+
+    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         parts = clean(member.name, what="layer entry")
         if not parts:
             return  # the root itself: its metadata belongs to the snapshot
@@ -127,8 +140,8 @@ class _Applier:
             return False
         if keep_dir and stat.S_ISDIR(st.st_mode):
             return True
-        if stat.S_ISDIR(st.st_mode):
-            self._forget_parents()
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            self._forget_parents()  # paths through this name will lead elsewhere
         remove_at(pfd, name)
         return False
 
@@ -136,7 +149,6 @@ class _Applier:
         name = parts[-1]
         if not self._replace(pfd, name, keep_dir=True):
             os.mkdir(name, 0o700, dir_fd=pfd)
-            self._forget_parents()
         fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pfd)
         try:
             self._meta_fd(fd, m)
