@@ -104,7 +104,7 @@ def test_default_mounts(runtime: Runtime, bundle: Bundle) -> None:
 def test_cgroup_mount(runtime: Runtime, bundle: Bundle) -> None:
     bundle.shell("cat /proc/self/mountinfo; echo ---; ls /sys/fs/cgroup")
     out, _, listing = runtime.run_ok(bundle).partition("---\n")
-    opts, fstype, _ = mountinfo_entry(out, "/sys/fs/cgroup")
+    _opts, fstype, _ = mountinfo_entry(out, "/sys/fs/cgroup")
     if fstype == "cgroup2":
         assert "cgroup.controllers" in listing.split()
         return
