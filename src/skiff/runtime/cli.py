@@ -1,0 +1,534 @@
+"""skiff-runc: runc's command line over skiff.runtime.
+
+Thin: parse flags the way runc (urfave/cli over Go's flag package) accepts
+them, call the runtime, print. The parser is hand-written because argparse
+costs milliseconds of imports on every container start.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from skiff import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from skiff.oci.runtime_spec import Process, Resources
+
+USAGE = """NAME:
+   skiff-runc - Open Container Initiative runtime, in Python
+
+USAGE:
+   skiff-runc [global options] command [command options] [arguments...]
+
+COMMANDS:
+   create    create a container
+   delete    delete any resources held by the container
+   events    display container events such as OOM notifications, cpu, memory, and IO usage statistics
+   exec      execute new process inside the container
+   features  show the enabled features
+   kill      kill sends the specified signal (default: SIGTERM) to the container's init process
+   list      lists containers started by runc with the given root
+   pause     pause suspends all processes inside the container
+   ps        ps displays the processes running inside a container
+   resume    resumes all processes that have been previously paused
+   run       create and run a container
+   spec      create a new specification file
+   start     executes the user defined process in a created container
+   state     output the state of a container
+   update    update container resource constraints
+
+GLOBAL OPTIONS:
+   --debug             enable debug logging
+   --log value         set the log file to write runc logs to (default is '/dev/stderr')
+   --log-format value  set the log format ('text' (default), or 'json') (default: "text")
+   --root value        root directory for storage of container state (default: "/run/skiff-runc")
+   --systemd-cgroup    enable systemd cgroup support (not supported)
+   --version, -v       print the version
+"""
+
+# command -> {flag: (canonical name, takes a value, may repeat)}
+_VALUE, _BOOL, _MULTI = 1, 0, 2
+_CREATE_FLAGS = {
+    "bundle": _VALUE, "b": "bundle", "console-socket": _VALUE, "pid-file": _VALUE,
+    "no-pivot": _BOOL, "no-new-keyring": _BOOL, "preserve-fds": _VALUE,
+}
+FLAGS: dict[str, dict[str, Any]] = {
+    "create": dict(_CREATE_FLAGS),
+    "run": {**_CREATE_FLAGS, "detach": _BOOL, "d": "detach", "keep": _BOOL},
+    "start": {},
+    "state": {},
+    "list": {"format": _VALUE, "f": "format", "quiet": _BOOL, "q": "quiet"},
+    "kill": {"all": _BOOL, "a": "all"},
+    "delete": {"force": _BOOL, "f": "force"},
+    "exec": {
+        "console-socket": _VALUE, "cwd": _VALUE, "env": _MULTI, "e": "env", "tty": _BOOL,
+        "t": "tty", "user": _VALUE, "u": "user", "additional-gids": _MULTI,
+        "g": "additional-gids", "process": _VALUE, "p": "process", "detach": _BOOL,
+        "d": "detach", "pid-file": _VALUE, "process-label": _VALUE, "apparmor": _VALUE,
+        "no-new-privs": _BOOL, "cap": _MULTI, "c": "cap", "preserve-fds": _VALUE,
+        "cgroup": _MULTI, "ignore-paused": _BOOL,
+    },
+    "ps": {"format": _VALUE, "f": "format"},
+    "pause": {},
+    "resume": {},
+    "events": {"stats": _BOOL, "interval": _VALUE},
+    "update": {
+        "resources": _VALUE, "r": "resources", "blkio-weight": _VALUE, "cpu-period": _VALUE,
+        "cpu-quota": _VALUE, "cpu-share": _VALUE, "cpu-rt-period": _VALUE,
+        "cpu-rt-runtime": _VALUE, "cpuset-cpus": _VALUE, "cpuset-mems": _VALUE,
+        "kernel-memory": _VALUE, "kernel-memory-tcp": _VALUE, "memory": _VALUE,
+        "memory-reservation": _VALUE, "memory-swap": _VALUE, "pids-limit": _VALUE,
+        "l3-cache-schema": _VALUE, "mem-bw-schema": _VALUE,
+    },
+    "features": {},
+    "spec": {"bundle": _VALUE, "b": "bundle", "rootless": _BOOL},
+}
+ALIASES = {"ls": "list"}
+GLOBAL_FLAGS: dict[str, Any] = {
+    "root": _VALUE, "log": _VALUE, "log-format": _VALUE, "debug": _BOOL,
+    "systemd-cgroup": _BOOL, "criu": _VALUE, "rootless": _VALUE, "version": _BOOL,
+    "v": "version", "help": _BOOL, "h": "help",
+}
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_flags(args: list[str], table: dict[str, Any],
+                stop_at_positional: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """Go-style flags: -f, --f, -f=v, --f v; stops at the first positional argument."""
+    values: dict[str, Any] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            rest.extend(args[i + 1 :])
+            break
+        if not arg.startswith("-") or arg == "-":
+            if stop_at_positional:
+                rest.extend(args[i:])
+                break
+            rest.append(arg)
+            i += 1
+            continue
+        name = arg.lstrip("-")
+        value: str | None = None
+        if "=" in name:
+            name, value = name.split("=", 1)
+        kind = table.get(name)
+        if isinstance(kind, str):
+            name = kind
+            kind = table[name]
+        if kind is None:
+            raise UsageError(f"flag provided but not defined: -{name}")
+        if kind == _BOOL:
+            values[name] = value is None or value.lower() in ("1", "true", "t", "yes")
+        else:
+            if value is None:
+                i += 1
+                if i >= len(args):
+                    raise UsageError(f"flag needs an argument: -{name}")
+                value = args[i]
+            if kind == _MULTI:
+                values.setdefault(name, []).append(value)
+            else:
+                values[name] = value
+        i += 1
+    return values, rest
+
+
+class Log:
+    """runc's log lines: logrus text or JSON, to --log or stderr."""
+
+    def __init__(self, path: str | None, fmt: str, debug: bool):
+        self.path = path
+        self.fmt = fmt
+        self.debug_enabled = debug
+
+    def write(self, level: str, msg: str) -> None:
+        import time
+
+        t = time.time()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + (
+            ".%09dZ" % int((t % 1) * 1e9))
+        if self.fmt == "json":
+            from skiff.oci import fastjson
+
+            line = fastjson.dumps({"level": level, "msg": msg, "time": stamp}, compact=True)
+        else:
+            quoted = msg.replace("\\", "\\\\").replace('"', '\\"')
+            line = f'time="{stamp}" level={level} msg="{quoted}"'
+        if self.path:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+        else:
+            sys.stderr.write(line + "\n")
+
+    def debug(self, msg: str) -> None:
+        if self.debug_enabled:
+            self.write("debug", msg)
+
+    def fatal(self, msg: str) -> int:
+        self.write("error", msg)
+        if self.path:
+            sys.stderr.write(msg + "\n")
+        return 1
+
+
+def _need_id(cmd: str, rest: list[str], extra_ok: bool = False) -> str:
+    if not rest:
+        raise UsageError(f'"{cmd}" requires a minimum of 1 argument')
+    if len(rest) > 1 and not extra_ok:
+        raise UsageError(f'"{cmd}" requires exactly 1 argument(s)')
+    return rest[0]
+
+
+def parse_size(text: str) -> int:
+    value = text.strip().lower()
+    if value in ("-1",):
+        return -1
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+    if value.endswith("b"):
+        value = value[:-1]
+    mult = 1
+    if value and value[-1] in units:
+        mult = units[value[-1]]
+        value = value[:-1]
+    try:
+        return int(float(value) * mult)
+    except ValueError:
+        raise UsageError(f"invalid value for size: {text}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        gflags, rest = parse_flags(args, GLOBAL_FLAGS)
+    except UsageError as e:
+        sys.stderr.write(f"{e}\n")
+        return 1
+    log = Log(gflags.get("log"), gflags.get("log-format", "text"), bool(gflags.get("debug")))
+    if gflags.get("version"):
+        sys.stdout.write(f"skiff-runc version {__version__}\ncommit: skiff\nspec: 1.0.2-dev\n")
+        return 0
+    if gflags.get("help") or not rest or rest[0] == "help":
+        sys.stdout.write(USAGE)
+        return 0
+    if gflags.get("log-format", "text") not in ("text", "json"):
+        return log.fatal(f"invalid log-format: {gflags['log-format']}")
+    if gflags.get("systemd-cgroup"):
+        return log.fatal("systemd cgroup driver is not supported by skiff-runc "
+                         "(use cgroupfs: drop --systemd-cgroup)")
+    cmd = ALIASES.get(rest[0], rest[0])
+    if cmd not in FLAGS:
+        return log.fatal(f"No help topic for '{rest[0]}'")
+    try:
+        flags, rest = parse_flags(rest[1:], FLAGS[cmd])
+    except UsageError as e:
+        return log.fatal(str(e))
+    root = gflags.get("root", "/run/skiff-runc")
+    from skiff.errors import SkiffError
+
+    try:
+        return _dispatch(cmd, flags, rest, root, log)
+    except UsageError as e:
+        return log.fatal(str(e))
+    except SkiffError as e:
+        return log.fatal(_with_prefix(cmd, str(e)))
+    except OSError as e:
+        return log.fatal(_with_prefix(cmd, str(e)))
+    except Exception as e:  # the runtime's boundary: one line, never a traceback
+        from skiff.runtime.process import SetupError
+
+        if isinstance(e, SetupError):
+            return log.fatal(_with_prefix(cmd, str(e)))
+        from skiff.runtime.hooks import HookError
+
+        if isinstance(e, HookError):
+            return log.fatal(_with_prefix(cmd, str(e)))
+        return log.fatal(f"{cmd}: {type(e).__name__}: {e}")
+
+
+def _with_prefix(cmd: str, msg: str) -> str:
+    if cmd in ("create", "run"):
+        return f"skiff-runc {cmd} failed: {msg}"
+    return msg
+
+
+def _dispatch(cmd: str, flags: dict[str, Any], rest: list[str], root: str, log: Log) -> int:
+    if cmd == "spec":
+        return _spec(flags)
+    if cmd == "features":
+        return _features()
+    from skiff.runtime.container import Runtime
+
+    runtime = Runtime(root, debug=log.debug)
+    preserve = int(flags.get("preserve-fds", 0) or 0)
+    if cmd in ("create", "run"):
+        cid = _need_id(cmd, rest)
+        bundle = flags.get("bundle") or os.getcwd()
+        common = dict(pid_file=flags.get("pid-file"), console_socket=flags.get("console-socket"),
+                      no_pivot=bool(flags.get("no-pivot")), preserve_fds=preserve)
+        if cmd == "create":
+            runtime.create(cid, bundle, **common)  # type: ignore[arg-type]
+            return 0
+        return runtime.run(cid, bundle, detach=bool(flags.get("detach")),
+                           **common)  # type: ignore[arg-type]
+    if cmd == "start":
+        runtime.start(_need_id(cmd, rest))
+        return 0
+    if cmd == "state":
+        from skiff.oci import fastjson
+
+        sys.stdout.write(fastjson.dumps_indent(runtime.state(_need_id(cmd, rest))) + "\n")
+        return 0
+    if cmd == "list":
+        return _list(runtime, flags)
+    if cmd == "kill":
+        from skiff.runtime.container import parse_signal
+
+        cid = _need_id(cmd, rest, extra_ok=True)
+        if len(rest) > 2:
+            raise UsageError('"kill" requires a maximum of 2 arguments')
+        sig = parse_signal(rest[1]) if len(rest) > 1 else 15
+        runtime.kill(cid, sig, bool(flags.get("all")))
+        return 0
+    if cmd == "delete":
+        if not rest:
+            raise UsageError('"delete" requires a minimum of 1 argument')
+        for cid in rest:
+            runtime.delete(cid, bool(flags.get("force")))
+        return 0
+    if cmd == "exec":
+        return _exec(runtime, flags, rest, preserve)
+    if cmd == "ps":
+        return _ps(runtime, flags, rest)
+    if cmd == "pause":
+        runtime.pause(_need_id(cmd, rest))
+        return 0
+    if cmd == "resume":
+        runtime.resume(_need_id(cmd, rest))
+        return 0
+    if cmd == "events":
+        return _events(runtime, flags, rest)
+    if cmd == "update":
+        return _update(runtime, flags, rest)
+    raise UsageError(f"unknown command {cmd}")
+
+
+def _spec(flags: dict[str, Any]) -> int:
+    from skiff.oci import fastjson
+    from skiff.oci.runtime_spec import default_spec
+
+    bundle = flags.get("bundle") or "."
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise UsageError("File config.json exists. Remove it first")
+    spec = default_spec(bool(flags.get("rootless")), os.getuid(), os.getgid())
+    with open(path, "w") as f:
+        f.write(fastjson.dumps_indent(spec, "\t"))
+    return 0
+
+
+def _features() -> int:
+    from skiff.oci import fastjson
+    from skiff.runtime import caps, rootfs, seccomp
+    from skiff.runtime.config import HOOK_KINDS
+    from skiff.runtime.linux import NAMESPACE_FLAGS
+
+    doc = {
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.0.2-dev",
+        "hooks": list(HOOK_KINDS),
+        "mountOptions": list(rootfs.MOUNT_OPTIONS),
+        "linux": {
+            "namespaces": sorted(NAMESPACE_FLAGS),
+            "capabilities": list(caps.NAMES),
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": list(seccomp.ACTIONS),
+                "operators": list(seccomp.OPERATORS),
+                "archs": list(seccomp.ARCHES),
+            },
+            "apparmor": {"enabled": False},
+            "selinux": {"enabled": False},
+        },
+        "annotations": {
+            "org.opencontainers.runc.version": __version__,
+            "io.github.skiff.runtime": "skiff-runc",
+        },
+    }
+    sys.stdout.write(fastjson.dumps_indent(doc, "    ") + "\n")
+    return 0
+
+
+def _list(runtime: Any, flags: dict[str, Any]) -> int:
+    states = runtime.list()
+    if flags.get("quiet"):
+        for s in states:
+            sys.stdout.write(s["id"] + "\n")
+        return 0
+    fmt = flags.get("format", "table")
+    if fmt == "json":
+        from skiff.oci import fastjson
+
+        sys.stdout.write(fastjson.dumps(states or None, compact=True) + "\n")
+        return 0
+    if fmt != "table":
+        raise UsageError(f"invalid format option: {fmt}")
+    rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
+    for s in states:
+        rows.append([s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"],
+                     s.get("owner", "")])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        line = "".join(cell.ljust(max(widths[i] + 3, 12)) for i, cell in enumerate(r[:-1]))
+        sys.stdout.write(line + r[-1] + "\n")
+    return 0
+
+
+def _exec(runtime: Any, flags: dict[str, Any], rest: list[str], preserve: int) -> int:
+    from skiff.oci import fastjson
+    from skiff.runtime.state import Container
+
+    cid = _need_id("exec", rest, extra_ok=True)
+    container = Container.load(runtime.root, cid)
+    process: Process
+    if flags.get("process"):
+        with open(flags["process"], "rb") as f:
+            process = fastjson.loads(f.read())
+    else:
+        if len(rest) < 2:
+            raise UsageError("exec: process args cannot be empty")
+        base = container.spec.get("process", {})
+        process = {k: v for k, v in base.items()}  # type: ignore[assignment]
+        process["args"] = rest[1:]
+        process["terminal"] = bool(flags.get("tty"))
+        process.pop("consoleSize", None)
+        if flags.get("env"):
+            process["env"] = list(process.get("env", [])) + list(flags["env"])
+        if flags.get("cwd"):
+            process["cwd"] = flags["cwd"]
+        if flags.get("user"):
+            uid, _, gid = flags["user"].partition(":")
+            try:
+                user: dict[str, Any] = {"uid": int(uid), "gid": int(gid) if gid else 0}
+            except ValueError:
+                raise UsageError(f"parsing {flags['user']} as uid:gid failed")
+            process["user"] = user  # type: ignore[typeddict-item]
+        if flags.get("additional-gids"):
+            process.setdefault("user", {"uid": 0, "gid": 0})["additionalGids"] = [
+                int(g) for g in flags["additional-gids"]]
+        if flags.get("no-new-privs"):
+            process["noNewPrivileges"] = True
+        if flags.get("cap"):
+            capabilities = {k: list(v) for k, v in process.get("capabilities", {}).items()}
+            for kind in ("bounding", "effective", "permitted", "ambient"):
+                capabilities.setdefault(kind, [])
+                capabilities[kind].extend(flags["cap"])
+            process["capabilities"] = capabilities  # type: ignore[typeddict-item]
+    return int(runtime.exec(cid, process, pid_file=flags.get("pid-file"),
+                            console_socket=flags.get("console-socket"),
+                            detach=bool(flags.get("detach")), preserve_fds=preserve))
+
+
+def _ps(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
+    cid = _need_id("ps", rest, extra_ok=True)
+    pids = runtime.pids(cid)
+    fmt = flags.get("format", "table")
+    if fmt == "json":
+        from skiff.oci import fastjson
+
+        sys.stdout.write(fastjson.dumps(pids, compact=True) + "\n")
+        return 0
+    if fmt != "table":
+        raise UsageError(f"invalid format option: {fmt}")
+    import subprocess
+
+    ps_args = rest[1:] or ["-ef"]
+    out = subprocess.run(["ps", *ps_args], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    if not lines:
+        return 0
+    header = lines[0]
+    try:
+        column = header.split().index("PID")
+    except ValueError:
+        raise UsageError("couldn't find PID field in ps output")
+    sys.stdout.write(header + "\n")
+    wanted = set(pids)
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in wanted:
+            sys.stdout.write(line + "\n")
+    return 0
+
+
+def _events(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
+    from skiff.oci import fastjson
+
+    cid = _need_id("events", rest)
+    if flags.get("stats"):
+        sys.stdout.write(fastjson.dumps(runtime.stats(cid), compact=True) + "\n")
+        return 0
+    import time
+
+    interval = float(str(flags.get("interval", "5s")).rstrip("s") or 5)
+    while True:
+        try:
+            stats = runtime.stats(cid)
+        except Exception:
+            return 0
+        sys.stdout.write(fastjson.dumps(stats, compact=True) + "\n")
+        sys.stdout.flush()
+        time.sleep(interval)
+
+
+def _update(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
+    from skiff.oci import fastjson
+
+    cid = _need_id("update", rest)
+    resources: Resources = {}
+    if flags.get("resources"):
+        source = flags["resources"]
+        raw = sys.stdin.read() if source == "-" else open(source).read()
+        resources = fastjson.loads(raw)
+    memory: dict[str, int] = dict(resources.get("memory", {}))  # type: ignore[arg-type]
+    cpu: dict[str, Any] = dict(resources.get("cpu", {}))
+    for flag, key in (("memory", "limit"), ("memory-reservation", "reservation"),
+                      ("memory-swap", "swap"), ("kernel-memory", "kernel"),
+                      ("kernel-memory-tcp", "kernelTCP")):
+        if flag in flags:
+            memory[key] = parse_size(flags[flag])
+    for flag, key in (("cpu-share", "shares"), ("cpu-period", "period"),
+                      ("cpu-quota", "quota"), ("cpu-rt-period", "realtimePeriod"),
+                      ("cpu-rt-runtime", "realtimeRuntime")):
+        if flag in flags:
+            try:
+                cpu[key] = int(flags[flag])
+            except ValueError:
+                raise UsageError(f"invalid value for {flag}: {flags[flag]}")
+    for flag, key in (("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")):
+        if flag in flags:
+            cpu[key] = flags[flag]
+    if memory:
+        resources["memory"] = memory  # type: ignore[typeddict-item]
+    if cpu:
+        resources["cpu"] = cpu  # type: ignore[typeddict-item]
+    if "pids-limit" in flags:
+        resources["pids"] = {"limit": int(flags["pids-limit"])}
+    if "blkio-weight" in flags:
+        resources["blockIO"] = {"weight": int(flags["blkio-weight"])}
+    runtime.update(cid, resources)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,440 @@
+"""The runtime's lifecycle operations: create, start, kill, delete, exec, pause, ...
+
+Each operation has the same shape: load and refresh the status, check the
+transition is allowed, act, save atomically, run hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from skiff.runtime import config as config_mod
+from skiff.runtime import hooks as hooks_mod
+from skiff.runtime import process as proc
+from skiff.runtime import state as st
+from skiff.runtime.cgroups import Manager
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from skiff.oci.runtime_spec import Process, Resources, Spec
+
+SIGNALS = {
+    name[3:]: int(getattr(signal, name))
+    for name in dir(signal)
+    if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(
+        getattr(signal, name), int)
+}
+
+
+def parse_signal(text: str) -> int:
+    if text.isdigit():
+        number = int(text)
+        if not 0 < number < 65:
+            raise InvalidArgument(f"invalid signal: {text}")
+        return number
+    name = text.upper()
+    if name.startswith("SIG"):
+        name = name[3:]
+    if name.startswith("RTMIN") or name.startswith("RTMAX"):
+        base = signal.SIGRTMIN if name.startswith("RTMIN") else signal.SIGRTMAX
+        rest = name[5:]
+        offset = int(rest) if rest else 0
+        return int(base) + offset
+    if name not in SIGNALS:
+        raise InvalidArgument(f"unknown signal {text!r}")
+    return SIGNALS[name]
+
+
+class Runtime:
+    """The runtime over one state root (runc's --root)."""
+
+    def __init__(self, root: str, cgroup_root: str = "/sys/fs/cgroup", debug: Any = None):
+        self.root = root
+        self.cgroup_root = cgroup_root
+        self.debug = debug or (lambda msg: None)
+
+    # --- create / start / run
+
+    def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
+               console_socket: str | None = None, no_pivot: bool = False,
+               preserve_fds: int = 0, subreaper: bool = False) -> st.Container:
+        st.valid_id(container_id)
+        bundle, spec = config_mod.load_bundle(bundle)
+        process = spec["process"]
+        if process.get("terminal") and not console_socket:
+            raise InvalidArgument(
+                "cannot allocate tty if runc will detach without setting console socket")
+        if console_socket and not process.get("terminal"):
+            raise InvalidArgument("cannot use console socket if runc will not detach or "
+                                  "allocate tty")
+        os.makedirs(self.root, 0o711, exist_ok=True)
+        state_dir = os.path.join(self.root, container_id)
+        try:
+            os.mkdir(state_dir, 0o711)
+        except FileExistsError:
+            raise AlreadyExists(f"container with id exists: {container_id}")
+        rootfs_path = config_mod.rootfs_path(bundle, spec)
+        linux_cfg = spec.get("linux", {})
+        manager = Manager.for_container(linux_cfg.get("cgroupsPath", ""), container_id,
+                                        self.cgroup_root)
+        container = st.Container(self.root, container_id, {
+            "id": container_id,
+            "pid": 0,
+            "start_time": None,
+            "bundle": bundle,
+            "rootfs": os.path.realpath(rootfs_path),
+            "created": st.now_rfc3339(),
+            "owner": "",
+            "config": spec,
+            "cgroup": {"root": manager.root, "unified": manager.unified,
+                       "paths": manager.paths},
+        })
+        made: list[str] = []
+        console_fd: int | None = None
+        try:
+            fifo = os.path.join(state_dir, st.EXEC_FIFO)
+            os.mkfifo(fifo, 0o622)
+            made = manager.create()
+            if "resources" in linux_cfg:
+                manager.apply(linux_cfg["resources"])
+            if console_socket:
+                console_fd = _connect_unix(console_socket)
+            if subreaper:
+                from skiff.runtime import linux
+
+                linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+            cgroup_dirs = {c: manager.dir(c) for c in manager.controllers()}
+            job = proc.InitJob(spec=spec, bundle=bundle, rootfs_path=container.data["rootfs"],
+                               fifo_path=fifo, console_fd=console_fd, no_pivot=no_pivot,
+                               preserve_fds=preserve_fds, cgroup_dirs=cgroup_dirs,
+                               unified=manager.unified)
+            hooks = spec.get("hooks", {})
+
+            def on_hooks(pid: int) -> None:
+                container.data["pid"] = pid
+                state = container.hook_state(st.CREATED)
+                hooks_mod.run("prestart", hooks.get("prestart", []), state)
+                hooks_mod.run("createRuntime", hooks.get("createRuntime", []), state)
+
+            pid = proc.spawn_init(job, proc.Channel(), manager.join,
+                                  lambda a: _write_idmaps(a, spec), on_hooks)
+            container.data["pid"] = pid
+            container.data["start_time"] = st.proc_start_time(pid)
+            container.save()
+            if pid_file:
+                _write_pid_file(pid_file, pid)
+            return container
+        except BaseException:
+            for pid in manager.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            _wait_gone(manager)
+            for path in reversed(made):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+            _rmtree(state_dir)
+            raise
+        finally:
+            if console_fd is not None:
+                os.close(console_fd)
+
+    def start(self, container_id: str) -> None:
+        container = st.Container.load(self.root, container_id)
+        container.check("start")
+        fifo = os.path.join(container.dir, st.EXEC_FIFO)
+        _release_fifo(fifo, container)
+        try:
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
+        poststart = container.spec.get("hooks", {}).get("poststart", [])
+        if poststart:
+            hooks_mod.run("poststart", poststart, container.hook_state(st.RUNNING))
+
+    # --- kill / delete
+
+    def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
+        container = st.Container.load(self.root, container_id)
+        container.check("kill")
+        if all_processes:
+            manager = container.cgroups()
+            if sig == signal.SIGKILL and manager.frozen():
+                pass
+            for pid in manager.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            if manager.frozen() and sig == signal.SIGKILL:
+                manager.thaw()
+            return
+        os.kill(container.pid, sig)
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        try:
+            container = st.Container.load(self.root, container_id)
+        except NotFound:
+            if force:
+                return
+            raise
+        status = container.status()
+        if status in (st.RUNNING, st.PAUSED) and not force:
+            container.check("delete")
+        if status != st.STOPPED:
+            manager = container.cgroups()
+            pids = manager.pids() or [container.pid]
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            if status == st.PAUSED:
+                manager.thaw()
+            _wait_dead(container)
+            _wait_gone(manager)
+        self._destroy(container)
+
+    def _destroy(self, container: st.Container) -> None:
+        container.cgroups().remove()
+        _rmtree(container.dir)
+        poststop = container.spec.get("hooks", {}).get("poststop", [])
+        if poststop:
+            try:
+                hooks_mod.run("poststop", poststop, container.hook_state(st.STOPPED))
+            except hooks_mod.HookError as e:
+                self.debug(f"poststop hook failed: {e}")
+
+    # --- queries
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        return st.Container.load(self.root, container_id).oci_state()
+
+    def list(self) -> list[dict[str, Any]]:
+        result = []
+        try:
+            names = sorted(os.listdir(self.root))
+        except FileNotFoundError:
+            return []
+        for name in names:
+            try:
+                container = st.Container.load(self.root, name)
+            except (NotFound, FailedPrecondition, InvalidArgument):
+                continue
+            state = container.oci_state()
+            try:
+                uid = os.stat(container.dir).st_uid
+                import pwd
+
+                state["owner"] = pwd.getpwuid(uid).pw_name
+            except (KeyError, OSError):
+                state["owner"] = "#%d" % os.stat(container.dir).st_uid
+            result.append(state)
+        return result
+
+    def pids(self, container_id: str) -> list[int]:
+        container = st.Container.load(self.root, container_id)
+        if container.status() == st.STOPPED:
+            return []
+        return container.cgroups().pids()
+
+    # --- pause / resume / update / stats
+
+    def pause(self, container_id: str) -> None:
+        container = st.Container.load(self.root, container_id)
+        container.check("pause")
+        container.cgroups().freeze()
+
+    def resume(self, container_id: str) -> None:
+        container = st.Container.load(self.root, container_id)
+        container.check("resume")
+        container.cgroups().thaw()
+
+    def update(self, container_id: str, resources: Resources) -> None:
+        container = st.Container.load(self.root, container_id)
+        container.check("update")
+        container.cgroups().apply(resources)
+        linux_cfg = container.spec.setdefault("linux", {})
+        current = linux_cfg.setdefault("resources", {})
+        for key, value in resources.items():
+            if isinstance(value, dict) and isinstance(current.get(key), dict):
+                current[key].update(value)  # type: ignore[literal-required]
+            else:
+                current[key] = value  # type: ignore[literal-required]
+        container.save()
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        container = st.Container.load(self.root, container_id)
+        if container.status() == st.STOPPED:
+            raise FailedPrecondition("container not running")
+        return {"type": "stats", "id": container_id, "data": container.cgroups().stats()}
+
+    # --- exec
+
+    def exec(self, container_id: str, process: Process, *, pid_file: str | None = None,
+             console_socket: str | None = None, detach: bool = False,
+             preserve_fds: int = 0) -> int:
+        container = st.Container.load(self.root, container_id)
+        container.check("exec")
+        config_mod.validate_process(process)
+        if process.get("terminal") and not console_socket and detach:
+            raise InvalidArgument(
+                "cannot allocate tty if runc will detach without setting console socket")
+        console_fd = _connect_unix(console_socket) if console_socket else None
+        try:
+            job = proc.ExecJob(spec=container.spec, process=process, init_pid=container.pid,
+                               console_fd=console_fd, preserve_fds=preserve_fds, detach=detach)
+            manager = container.cgroups()
+            b_pid, a_pid = proc.spawn_exec(job, proc.Channel(), manager.join)
+        finally:
+            if console_fd is not None:
+                os.close(console_fd)
+        if pid_file:
+            _write_pid_file(pid_file, b_pid)
+        if detach:
+            try:
+                os.waitpid(a_pid, 0)
+            except ChildProcessError:
+                pass
+            return 0
+        return _wait_forwarding(a_pid, b_pid)
+
+    def run(self, container_id: str, bundle: str, *, pid_file: str | None = None,
+            console_socket: str | None = None, no_pivot: bool = False,
+            preserve_fds: int = 0, detach: bool = False) -> int:
+        container = self.create(container_id, bundle, pid_file=pid_file,
+                                console_socket=console_socket, no_pivot=no_pivot,
+                                preserve_fds=preserve_fds, subreaper=not detach)
+        try:
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+        if detach:
+            return 0
+        code = _wait_forwarding(container.pid, container.pid)
+        try:
+            self.delete(container_id, force=True)
+        except NotFound:
+            pass
+        return code
+
+
+def default_process(spec: Spec) -> Process:
+    process: Process = dict(spec.get("process", {}))  # type: ignore[assignment]
+    return process
+
+
+def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
+    """Wait for our child, passing on the signals we get, as `runc run` does."""
+    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+               signal.SIGUSR2, signal.SIGWINCH)
+
+    def relay(sig: int, _frame: object) -> None:
+        try:
+            os.kill(signal_pid, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in forward:
+        signal.signal(sig, relay)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+        if pid == wait_pid:
+            code = os.waitstatus_to_exitcode(status)
+            return code if code >= 0 else 128 - code
+
+
+def _write_idmaps(pid: int, spec: Spec) -> None:
+    linux_cfg = spec.get("linux", {})
+    for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+        lines = "".join(
+            f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux_cfg.get(key, [])
+        )
+        if not lines:
+            continue
+        with open(f"/proc/{pid}/{name}", "w") as f:
+            f.write(lines)
+
+
+def _connect_unix(path: str) -> int:
+    import _socket
+
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise NotFound(f"failed to connect to console socket {path}: {e.strerror}")
+    return int(sock.detach())
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), "." + os.path.basename(path))
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _release_fifo(fifo: str, container: st.Container) -> None:
+    """Open the exec FIFO and read init's byte: init then goes on to execve."""
+    import select
+
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise FailedPrecondition("cannot start an already running container")
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            events = poller.poll(100)
+            if events:
+                data = os.read(fd, 1)
+                if data:
+                    return
+                if not container.alive():
+                    raise FailedPrecondition("cannot start a container that has stopped")
+                time.sleep(0.001)
+            elif not container.alive():
+                raise FailedPrecondition("cannot start a container that has stopped")
+    finally:
+        os.close(fd)
+
+
+def _wait_dead(container: st.Container, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while container.alive() and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
+def _wait_gone(manager: Manager, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        live = [p for p in manager.pids() if st.proc_start_time(p) is not None]
+        if not live:
+            return
+        time.sleep(0.002)
+
+
+def _rmtree(path: str) -> None:
+    try:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,73 @@
+"""OCI hooks: each is a host program fed the container's state JSON on stdin."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from skiff.oci import fastjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from skiff.oci.runtime_spec import Hook
+
+
+class HookError(Exception):
+    pass
+
+
+def run(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
+    for hook in hooks:
+        run_one(kind, hook, state)
+
+
+def run_one(kind: str, hook: Hook, state: dict[str, Any]) -> None:
+    path = hook["path"]
+    args = hook.get("args") or [path]
+    env = dict(e.split("=", 1) for e in hook.get("env", []))
+    timeout = hook.get("timeout")
+    data = fastjson.dumps(state).encode()
+    stdin_r, stdin_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(stdin_r, 0)
+            os.dup2(err_w, 2)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.execve(path, args, env)
+        finally:
+            os._exit(127)
+    os.close(stdin_r)
+    os.close(err_w)
+    try:
+        os.write(stdin_w, data)
+    except BrokenPipeError:
+        pass
+    os.close(stdin_w)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    status = None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(err_r)
+            raise HookError(f"{kind} hook {path} timed out after {timeout}s")
+        time.sleep(0.001)
+    stderr = b""
+    try:
+        stderr = os.read(err_r, 4096)
+    finally:
+        os.close(err_r)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        detail = stderr.decode(errors="replace").strip()
+        raise HookError(
+            f"{kind} hook {path} failed: exit status {code}" + (f": {detail}" if detail else "")
+        )
