@@ -246,15 +246,28 @@ class Runtime:
         pass_fds: tuple[int, ...] = (),
         timeout: float = CALL_TIMEOUT,
         input: str | None = None,
+        fd_map: dict[int, int] | None = None,
     ) -> subprocess.CompletedProcess[str]:
+        """fd_map {child_fd: our_fd} places descriptors at fixed numbers in the runtime
+        (for --preserve-fds) without disturbing ours."""
         if input is not None:
             stdin = None
+        preexec = None
+        if fd_map:
+            mapping = dict(fd_map)
+            pass_fds = tuple(pass_fds) + tuple(mapping)
+
+            def preexec() -> None:
+                for child_fd, our_fd in mapping.items():
+                    os.dup2(our_fd, child_fd)
+
         return subprocess.run(
             [self.binary, "--root", str(self.root), *args],
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             pass_fds=pass_fds,
+            preexec_fn=preexec,
             timeout=timeout,
             text=True,
             input=input,

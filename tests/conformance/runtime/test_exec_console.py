@@ -176,12 +176,8 @@ def test_preserve_fds(runtime: Runtime, bundle: Bundle, workdir: Path) -> None:
     payload.write_text("preserved payload\n")
     fd = os.open(payload, os.O_RDONLY)
     try:
-        if fd != 3:
-            os.dup2(fd, 3, inheritable=True)
-            os.close(fd)
-            fd = 3
         bundle.shell("ls -l /proc/1/fd; cat <&3")
-        res = runtime.run(bundle, "--preserve-fds", "1", pass_fds=(3,))
+        res = runtime.run(bundle, "--preserve-fds", "1", fd_map={3: fd})
     finally:
         os.close(fd)
     assert res.returncode == 0, res.stderr
