@@ -66,8 +66,22 @@ def build_layer(busybox: str) -> bytes:
             info.mtime = EPOCH
             tar.addfile(info, io.BytesIO(data))
 
-        for d in ("bin", "dev", "etc", "home", "proc", "root", "sys", "usr", "usr/bin",
-                  "usr/sbin", "sbin", "var", "var/spool", "var/www"):
+        for d in (
+            "bin",
+            "dev",
+            "etc",
+            "home",
+            "proc",
+            "root",
+            "sys",
+            "usr",
+            "usr/bin",
+            "usr/sbin",
+            "sbin",
+            "var",
+            "var/spool",
+            "var/www",
+        ):
             add_dir(d, 0o700 if d == "root" else 0o755)
         add_dir("home/user", 0o755, uid=1000)
         add_dir("tmp", 0o1777)
@@ -214,8 +228,10 @@ def main() -> int:
     parser.add_argument("--busybox", default=BUSYBOX)
     args = parser.parse_args()
     if not os.path.exists(args.busybox):
-        print(f"build_images: {args.busybox} not found (apt-get install busybox-static)",
-              file=sys.stderr)
+        print(
+            f"build_images: {args.busybox} not found (apt-get install busybox-static)",
+            file=sys.stderr,
+        )
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     build(args.out, args.busybox)

@@ -29,12 +29,18 @@ class _Context:
     memo: dict[str, str] = {}
 
 
-_scan = _json.make_scanner(_Context())
+_scan = _json.make_scanner(_Context())  # type: ignore[arg-type]
+
+
+def _unserialisable(obj: object) -> object:
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
 _encode = _json.make_encoder(
-    None, None, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
+    None, _unserialisable, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
 )
 _encode_compact = _json.make_encoder(
-    None, None, _json.encode_basestring_ascii, None, ":", ",", False, False, True
+    None, _unserialisable, _json.encode_basestring_ascii, None, ":", ",", False, False, True
 )
 
 

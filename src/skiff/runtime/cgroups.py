@@ -17,7 +17,7 @@ from skiff.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from skiff.oci.runtime_spec import Resources
+    from skiff.oci.runtime_spec import DeviceRule, Resources
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -105,8 +105,9 @@ class Manager:
         self.paths = paths  # controller ('' for v2) -> path inside the hierarchy
 
     @classmethod
-    def for_container(cls, cgroups_path: str, container_id: str,
-                      root: str = CGROUP_ROOT) -> Manager:
+    def for_container(
+        cls, cgroups_path: str, container_id: str, root: str = CGROUP_ROOT
+    ) -> Manager:
         unified = is_unified(root)
         return cls(resolve_path(cgroups_path, container_id, unified), root, unified)
 
@@ -255,7 +256,7 @@ class Manager:
         if "devices" in r:
             self._apply_devices_v1(r.get("devices", []))
 
-    def _apply_devices_v1(self, rules: list[dict]) -> None:  # type: ignore[type-arg]
+    def _apply_devices_v1(self, rules: list[DeviceRule]) -> None:
         if "devices" not in self.paths:
             return
         for rule in rules:
@@ -266,12 +267,9 @@ class Manager:
             if kind == "a" and major is None and minor is None:
                 line = "a"
             else:
-                line = "%s %s:%s %s" % (
-                    kind,
-                    "*" if major is None or major == -1 else major,
-                    "*" if minor is None or minor == -1 else minor,
-                    access,
-                )
+                major_s = "*" if major is None or major == -1 else str(major)
+                minor_s = "*" if minor is None or minor == -1 else str(minor)
+                line = f"{kind} {major_s}:{minor_s} {access}"
             name = "devices.allow" if rule.get("allow") else "devices.deny"
             self._set("devices", name, line)
         for line in DEFAULT_ALLOWED_DEVICES:
@@ -384,8 +382,10 @@ class Manager:
     def _stats_v1(self) -> dict[str, object]:
         percpu = []
         try:
-            percpu = [int(x) for x in _read(
-                os.path.join(self.dir("cpuacct"), "cpuacct.usage_percpu")).split()]
+            percpu = [
+                int(x)
+                for x in _read(os.path.join(self.dir("cpuacct"), "cpuacct.usage_percpu")).split()
+            ]
         except (OSError, ValueError):
             pass
         acct = self._kv("cpuacct", "cpuacct.stat")

@@ -53,8 +53,13 @@ GLOBAL OPTIONS:
 # command -> {flag: (canonical name, takes a value, may repeat)}
 _VALUE, _BOOL, _MULTI = 1, 0, 2
 _CREATE_FLAGS = {
-    "bundle": _VALUE, "b": "bundle", "console-socket": _VALUE, "pid-file": _VALUE,
-    "no-pivot": _BOOL, "no-new-keyring": _BOOL, "preserve-fds": _VALUE,
+    "bundle": _VALUE,
+    "b": "bundle",
+    "console-socket": _VALUE,
+    "pid-file": _VALUE,
+    "no-pivot": _BOOL,
+    "no-new-keyring": _BOOL,
+    "preserve-fds": _VALUE,
 }
 FLAGS: dict[str, dict[str, Any]] = {
     "create": dict(_CREATE_FLAGS),
@@ -65,33 +70,70 @@ FLAGS: dict[str, dict[str, Any]] = {
     "kill": {"all": _BOOL, "a": "all"},
     "delete": {"force": _BOOL, "f": "force"},
     "exec": {
-        "console-socket": _VALUE, "cwd": _VALUE, "env": _MULTI, "e": "env", "tty": _BOOL,
-        "t": "tty", "user": _VALUE, "u": "user", "additional-gids": _MULTI,
-        "g": "additional-gids", "process": _VALUE, "p": "process", "detach": _BOOL,
-        "d": "detach", "pid-file": _VALUE, "process-label": _VALUE, "apparmor": _VALUE,
-        "no-new-privs": _BOOL, "cap": _MULTI, "c": "cap", "preserve-fds": _VALUE,
-        "cgroup": _MULTI, "ignore-paused": _BOOL,
+        "console-socket": _VALUE,
+        "cwd": _VALUE,
+        "env": _MULTI,
+        "e": "env",
+        "tty": _BOOL,
+        "t": "tty",
+        "user": _VALUE,
+        "u": "user",
+        "additional-gids": _MULTI,
+        "g": "additional-gids",
+        "process": _VALUE,
+        "p": "process",
+        "detach": _BOOL,
+        "d": "detach",
+        "pid-file": _VALUE,
+        "process-label": _VALUE,
+        "apparmor": _VALUE,
+        "no-new-privs": _BOOL,
+        "cap": _MULTI,
+        "c": "cap",
+        "preserve-fds": _VALUE,
+        "cgroup": _MULTI,
+        "ignore-paused": _BOOL,
     },
     "ps": {"format": _VALUE, "f": "format"},
     "pause": {},
     "resume": {},
     "events": {"stats": _BOOL, "interval": _VALUE},
     "update": {
-        "resources": _VALUE, "r": "resources", "blkio-weight": _VALUE, "cpu-period": _VALUE,
-        "cpu-quota": _VALUE, "cpu-share": _VALUE, "cpu-rt-period": _VALUE,
-        "cpu-rt-runtime": _VALUE, "cpuset-cpus": _VALUE, "cpuset-mems": _VALUE,
-        "kernel-memory": _VALUE, "kernel-memory-tcp": _VALUE, "memory": _VALUE,
-        "memory-reservation": _VALUE, "memory-swap": _VALUE, "pids-limit": _VALUE,
-        "l3-cache-schema": _VALUE, "mem-bw-schema": _VALUE,
+        "resources": _VALUE,
+        "r": "resources",
+        "blkio-weight": _VALUE,
+        "cpu-period": _VALUE,
+        "cpu-quota": _VALUE,
+        "cpu-share": _VALUE,
+        "cpu-rt-period": _VALUE,
+        "cpu-rt-runtime": _VALUE,
+        "cpuset-cpus": _VALUE,
+        "cpuset-mems": _VALUE,
+        "kernel-memory": _VALUE,
+        "kernel-memory-tcp": _VALUE,
+        "memory": _VALUE,
+        "memory-reservation": _VALUE,
+        "memory-swap": _VALUE,
+        "pids-limit": _VALUE,
+        "l3-cache-schema": _VALUE,
+        "mem-bw-schema": _VALUE,
     },
     "features": {},
     "spec": {"bundle": _VALUE, "b": "bundle", "rootless": _BOOL},
 }
 ALIASES = {"ls": "list"}
 GLOBAL_FLAGS: dict[str, Any] = {
-    "root": _VALUE, "log": _VALUE, "log-format": _VALUE, "debug": _BOOL,
-    "systemd-cgroup": _BOOL, "criu": _VALUE, "rootless": _VALUE, "version": _BOOL,
-    "v": "version", "help": _BOOL, "h": "help",
+    "root": _VALUE,
+    "log": _VALUE,
+    "log-format": _VALUE,
+    "debug": _BOOL,
+    "systemd-cgroup": _BOOL,
+    "criu": _VALUE,
+    "rootless": _VALUE,
+    "version": _BOOL,
+    "v": "version",
+    "help": _BOOL,
+    "h": "help",
 }
 
 
@@ -99,8 +141,9 @@ class UsageError(Exception):
     pass
 
 
-def parse_flags(args: list[str], table: dict[str, Any],
-                stop_at_positional: bool = True) -> tuple[dict[str, Any], list[str]]:
+def parse_flags(
+    args: list[str], table: dict[str, Any], stop_at_positional: bool = True
+) -> tuple[dict[str, Any], list[str]]:
     """Go-style flags: -f, --f, -f=v, --f v; stops at the first positional argument."""
     values: dict[str, Any] = {}
     rest: list[str] = []
@@ -155,8 +198,7 @@ class Log:
         import time
 
         t = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + (
-            ".%09dZ" % int((t % 1) * 1e9))
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + (f".{int((t % 1) * 1e9):09d}Z")
         if self.fmt == "json":
             from skiff.oci import fastjson
 
@@ -223,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     if gflags.get("log-format", "text") not in ("text", "json"):
         return log.fatal(f"invalid log-format: {gflags['log-format']}")
     if gflags.get("systemd-cgroup"):
-        return log.fatal("systemd cgroup driver is not supported by skiff-runc "
-                         "(use cgroupfs: drop --systemd-cgroup)")
+        return log.fatal(
+            "systemd cgroup driver is not supported by skiff-runc "
+            "(use cgroupfs: drop --systemd-cgroup)"
+        )
     cmd = ALIASES.get(rest[0], rest[0])
     if cmd not in FLAGS:
         return log.fatal(f"No help topic for '{rest[0]}'")
@@ -273,13 +317,16 @@ def _dispatch(cmd: str, flags: dict[str, Any], rest: list[str], root: str, log: 
     if cmd in ("create", "run"):
         cid = _need_id(cmd, rest)
         bundle = flags.get("bundle") or os.getcwd()
-        common = dict(pid_file=flags.get("pid-file"), console_socket=flags.get("console-socket"),
-                      no_pivot=bool(flags.get("no-pivot")), preserve_fds=preserve)
+        common = dict(
+            pid_file=flags.get("pid-file"),
+            console_socket=flags.get("console-socket"),
+            no_pivot=bool(flags.get("no-pivot")),
+            preserve_fds=preserve,
+        )
         if cmd == "create":
             runtime.create(cid, bundle, **common)  # type: ignore[arg-type]
             return 0
-        return runtime.run(cid, bundle, detach=bool(flags.get("detach")),
-                           **common)  # type: ignore[arg-type]
+        return runtime.run(cid, bundle, detach=bool(flags.get("detach")), **common)  # type: ignore[arg-type]
     if cmd == "start":
         runtime.start(_need_id(cmd, rest))
         return 0
@@ -370,7 +417,7 @@ def _features() -> int:
 
 
 def _list(runtime: Any, flags: dict[str, Any]) -> int:
-    states = runtime.list()
+    states = runtime.containers()
     if flags.get("quiet"):
         for s in states:
             sys.stdout.write(s["id"] + "\n")
@@ -385,8 +432,9 @@ def _list(runtime: Any, flags: dict[str, Any]) -> int:
         raise UsageError(f"invalid format option: {fmt}")
     rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
     for s in states:
-        rows.append([s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"],
-                     s.get("owner", "")])
+        rows.append(
+            [s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s.get("owner", "")]
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         line = "".join(cell.ljust(max(widths[i] + 3, 12)) for i, cell in enumerate(r[:-1]))
@@ -425,18 +473,27 @@ def _exec(runtime: Any, flags: dict[str, Any], rest: list[str], preserve: int) -
             process["user"] = user  # type: ignore[typeddict-item]
         if flags.get("additional-gids"):
             process.setdefault("user", {"uid": 0, "gid": 0})["additionalGids"] = [
-                int(g) for g in flags["additional-gids"]]
+                int(g) for g in flags["additional-gids"]
+            ]
         if flags.get("no-new-privs"):
             process["noNewPrivileges"] = True
         if flags.get("cap"):
-            capabilities = {k: list(v) for k, v in process.get("capabilities", {}).items()}
+            current: dict[str, list[str]] = dict(process.get("capabilities", {}))  # type: ignore[arg-type]
+            capabilities = {k: list(v) for k, v in current.items()}
             for kind in ("bounding", "effective", "permitted", "ambient"):
                 capabilities.setdefault(kind, [])
                 capabilities[kind].extend(flags["cap"])
             process["capabilities"] = capabilities  # type: ignore[typeddict-item]
-    return int(runtime.exec(cid, process, pid_file=flags.get("pid-file"),
-                            console_socket=flags.get("console-socket"),
-                            detach=bool(flags.get("detach")), preserve_fds=preserve))
+    return int(
+        runtime.exec(
+            cid,
+            process,
+            pid_file=flags.get("pid-file"),
+            console_socket=flags.get("console-socket"),
+            detach=bool(flags.get("detach")),
+            preserve_fds=preserve,
+        )
+    )
 
 
 def _ps(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
@@ -498,18 +555,30 @@ def _update(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
     resources: Resources = {}
     if flags.get("resources"):
         source = flags["resources"]
-        raw = sys.stdin.read() if source == "-" else open(source).read()
+        if source == "-":
+            raw = sys.stdin.read()
+        else:
+            with open(source) as f:
+                raw = f.read()
         resources = fastjson.loads(raw)
     memory: dict[str, int] = dict(resources.get("memory", {}))  # type: ignore[arg-type]
     cpu: dict[str, Any] = dict(resources.get("cpu", {}))
-    for flag, key in (("memory", "limit"), ("memory-reservation", "reservation"),
-                      ("memory-swap", "swap"), ("kernel-memory", "kernel"),
-                      ("kernel-memory-tcp", "kernelTCP")):
+    for flag, key in (
+        ("memory", "limit"),
+        ("memory-reservation", "reservation"),
+        ("memory-swap", "swap"),
+        ("kernel-memory", "kernel"),
+        ("kernel-memory-tcp", "kernelTCP"),
+    ):
         if flag in flags:
             memory[key] = parse_size(flags[flag])
-    for flag, key in (("cpu-share", "shares"), ("cpu-period", "period"),
-                      ("cpu-quota", "quota"), ("cpu-rt-period", "realtimePeriod"),
-                      ("cpu-rt-runtime", "realtimeRuntime")):
+    for flag, key in (
+        ("cpu-share", "shares"),
+        ("cpu-period", "period"),
+        ("cpu-quota", "quota"),
+        ("cpu-rt-period", "realtimePeriod"),
+        ("cpu-rt-runtime", "realtimeRuntime"),
+    ):
         if flag in flags:
             try:
                 cpu[key] = int(flags[flag])

@@ -142,8 +142,17 @@ def validate(spec: Any, bundle: str) -> None:
 
         seccomp_mod.validate(seccomp)
     propagation = linux.get("rootfsPropagation", "")
-    if propagation not in ("", "private", "rprivate", "slave", "rslave", "shared", "rshared",
-                           "unbindable", "runbindable"):
+    if propagation not in (
+        "",
+        "private",
+        "rprivate",
+        "slave",
+        "rslave",
+        "shared",
+        "rshared",
+        "unbindable",
+        "runbindable",
+    ):
         raise InvalidArgument(f"config.json: invalid rootfsPropagation {propagation}")
     cgroups_path = linux.get("cgroupsPath", "")
     _type(cgroups_path, str, "linux.cgroupsPath")

@@ -7,15 +7,12 @@ transition is allowed, act, save atomically, run hooks.
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from skiff.runtime import config as config_mod
-from skiff.runtime import hooks as hooks_mod
-from skiff.runtime import process as proc
 from skiff.runtime import state as st
 from skiff.runtime.cgroups import Manager
+from skiff.runtime.sig import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,8 +23,9 @@ if TYPE_CHECKING:
 SIGNALS = {
     name[3:]: int(getattr(signal, name))
     for name in dir(signal)
-    if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(
-        getattr(signal, name), int)
+    if name.startswith("SIG")
+    and not name.startswith("SIG_")
+    and isinstance(getattr(signal, name), int)
 }
 
 
@@ -60,18 +58,32 @@ class Runtime:
 
     # --- create / start / run
 
-    def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
-               console_socket: str | None = None, no_pivot: bool = False,
-               preserve_fds: int = 0, subreaper: bool = False) -> st.Container:
+    def create(
+        self,
+        container_id: str,
+        bundle: str,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        no_pivot: bool = False,
+        preserve_fds: int = 0,
+        subreaper: bool = False,
+    ) -> st.Container:
+        from skiff.runtime import config as config_mod
+        from skiff.runtime import hooks as hooks_mod
+        from skiff.runtime import process as proc
+
         st.valid_id(container_id)
         bundle, spec = config_mod.load_bundle(bundle)
         process = spec["process"]
         if process.get("terminal") and not console_socket:
             raise InvalidArgument(
-                "cannot allocate tty if runc will detach without setting console socket")
+                "cannot allocate tty if runc will detach without setting console socket"
+            )
         if console_socket and not process.get("terminal"):
-            raise InvalidArgument("cannot use console socket if runc will not detach or "
-                                  "allocate tty")
+            raise InvalidArgument(
+                "cannot use console socket if runc will not detach or allocate tty"
+            )
         os.makedirs(self.root, 0o711, exist_ok=True)
         state_dir = os.path.join(self.root, container_id)
         try:
@@ -80,20 +92,28 @@ class Runtime:
             raise AlreadyExists(f"container with id exists: {container_id}")
         rootfs_path = config_mod.rootfs_path(bundle, spec)
         linux_cfg = spec.get("linux", {})
-        manager = Manager.for_container(linux_cfg.get("cgroupsPath", ""), container_id,
-                                        self.cgroup_root)
-        container = st.Container(self.root, container_id, {
-            "id": container_id,
-            "pid": 0,
-            "start_time": None,
-            "bundle": bundle,
-            "rootfs": os.path.realpath(rootfs_path),
-            "created": st.now_rfc3339(),
-            "owner": "",
-            "config": spec,
-            "cgroup": {"root": manager.root, "unified": manager.unified,
-                       "paths": manager.paths},
-        })
+        manager = Manager.for_container(
+            linux_cfg.get("cgroupsPath", ""), container_id, self.cgroup_root
+        )
+        container = st.Container(
+            self.root,
+            container_id,
+            {
+                "id": container_id,
+                "pid": 0,
+                "start_time": None,
+                "bundle": bundle,
+                "rootfs": os.path.realpath(rootfs_path),
+                "created": st.now_rfc3339(),
+                "owner": "",
+                "config": spec,
+                "cgroup": {
+                    "root": manager.root,
+                    "unified": manager.unified,
+                    "paths": manager.paths,
+                },
+            },
+        )
         made: list[str] = []
         console_fd: int | None = None
         try:
@@ -109,10 +129,17 @@ class Runtime:
 
                 linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
             cgroup_dirs = {c: manager.dir(c) for c in manager.controllers()}
-            job = proc.InitJob(spec=spec, bundle=bundle, rootfs_path=container.data["rootfs"],
-                               fifo_path=fifo, console_fd=console_fd, no_pivot=no_pivot,
-                               preserve_fds=preserve_fds, cgroup_dirs=cgroup_dirs,
-                               unified=manager.unified)
+            job = proc.InitJob(
+                spec=spec,
+                bundle=bundle,
+                rootfs_path=container.data["rootfs"],
+                fifo_path=fifo,
+                console_fd=console_fd,
+                no_pivot=no_pivot,
+                preserve_fds=preserve_fds,
+                cgroup_dirs=cgroup_dirs,
+                unified=manager.unified,
+            )
             hooks = spec.get("hooks", {})
 
             def on_hooks(pid: int) -> None:
@@ -121,8 +148,9 @@ class Runtime:
                 hooks_mod.run("prestart", hooks.get("prestart", []), state)
                 hooks_mod.run("createRuntime", hooks.get("createRuntime", []), state)
 
-            pid = proc.spawn_init(job, proc.Channel(), manager.join,
-                                  lambda a: _write_idmaps(a, spec), on_hooks)
+            pid = proc.spawn_init(
+                job, proc.Channel(), manager.join, lambda a: _write_idmaps(a, spec), on_hooks
+            )
             container.data["pid"] = pid
             container.data["start_time"] = st.proc_start_time(pid)
             container.save()
@@ -158,6 +186,8 @@ class Runtime:
             pass
         poststart = container.spec.get("hooks", {}).get("poststart", [])
         if poststart:
+            from skiff.runtime import hooks as hooks_mod
+
             hooks_mod.run("poststart", poststart, container.hook_state(st.RUNNING))
 
     # --- kill / delete
@@ -208,6 +238,8 @@ class Runtime:
         _rmtree(container.dir)
         poststop = container.spec.get("hooks", {}).get("poststop", [])
         if poststop:
+            from skiff.runtime import hooks as hooks_mod
+
             try:
                 hooks_mod.run("poststop", poststop, container.hook_state(st.STOPPED))
             except hooks_mod.HookError as e:
@@ -218,7 +250,7 @@ class Runtime:
     def state(self, container_id: str) -> dict[str, Any]:
         return st.Container.load(self.root, container_id).oci_state()
 
-    def list(self) -> list[dict[str, Any]]:
+    def containers(self) -> list[dict[str, Any]]:
         result = []
         try:
             names = sorted(os.listdir(self.root))
@@ -236,7 +268,7 @@ class Runtime:
 
                 state["owner"] = pwd.getpwuid(uid).pw_name
             except (KeyError, OSError):
-                state["owner"] = "#%d" % os.stat(container.dir).st_uid
+                state["owner"] = f"#{os.stat(container.dir).st_uid}"
             result.append(state)
         return result
 
@@ -279,19 +311,36 @@ class Runtime:
 
     # --- exec
 
-    def exec(self, container_id: str, process: Process, *, pid_file: str | None = None,
-             console_socket: str | None = None, detach: bool = False,
-             preserve_fds: int = 0) -> int:
+    def exec(
+        self,
+        container_id: str,
+        process: Process,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        detach: bool = False,
+        preserve_fds: int = 0,
+    ) -> int:
+        from skiff.runtime import config as config_mod
+        from skiff.runtime import process as proc
+
         container = st.Container.load(self.root, container_id)
         container.check("exec")
         config_mod.validate_process(process)
         if process.get("terminal") and not console_socket and detach:
             raise InvalidArgument(
-                "cannot allocate tty if runc will detach without setting console socket")
+                "cannot allocate tty if runc will detach without setting console socket"
+            )
         console_fd = _connect_unix(console_socket) if console_socket else None
         try:
-            job = proc.ExecJob(spec=container.spec, process=process, init_pid=container.pid,
-                               console_fd=console_fd, preserve_fds=preserve_fds, detach=detach)
+            job = proc.ExecJob(
+                spec=container.spec,
+                process=process,
+                init_pid=container.pid,
+                console_fd=console_fd,
+                preserve_fds=preserve_fds,
+                detach=detach,
+            )
             manager = container.cgroups()
             b_pid, a_pid = proc.spawn_exec(job, proc.Channel(), manager.join)
         finally:
@@ -307,12 +356,26 @@ class Runtime:
             return 0
         return _wait_forwarding(a_pid, b_pid)
 
-    def run(self, container_id: str, bundle: str, *, pid_file: str | None = None,
-            console_socket: str | None = None, no_pivot: bool = False,
-            preserve_fds: int = 0, detach: bool = False) -> int:
-        container = self.create(container_id, bundle, pid_file=pid_file,
-                                console_socket=console_socket, no_pivot=no_pivot,
-                                preserve_fds=preserve_fds, subreaper=not detach)
+    def run(
+        self,
+        container_id: str,
+        bundle: str,
+        *,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        no_pivot: bool = False,
+        preserve_fds: int = 0,
+        detach: bool = False,
+    ) -> int:
+        container = self.create(
+            container_id,
+            bundle,
+            pid_file=pid_file,
+            console_socket=console_socket,
+            no_pivot=no_pivot,
+            preserve_fds=preserve_fds,
+            subreaper=not detach,
+        )
         try:
             self.start(container_id)
         except BaseException:
@@ -335,8 +398,15 @@ def default_process(spec: Spec) -> Process:
 
 def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
     """Wait for our child, passing on the signals we get, as `runc run` does."""
-    forward = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-               signal.SIGUSR2, signal.SIGWINCH)
+    forward = (
+        signal.SIGINT,
+        signal.SIGTERM,
+        signal.SIGHUP,
+        signal.SIGQUIT,
+        signal.SIGUSR1,
+        signal.SIGUSR2,
+        signal.SIGWINCH,
+    )
 
     def relay(sig: int, _frame: object) -> None:
         try:
@@ -360,10 +430,12 @@ def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
 
 def _write_idmaps(pid: int, spec: Spec) -> None:
     linux_cfg = spec.get("linux", {})
-    for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
-        lines = "".join(
-            f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in linux_cfg.get(key, [])
-        )
+    maps = {
+        "uid_map": linux_cfg.get("uidMappings", []),
+        "gid_map": linux_cfg.get("gidMappings", []),
+    }
+    for name, mappings in maps.items():
+        lines = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in mappings)
         if not lines:
             continue
         with open(f"/proc/{pid}/{name}", "w") as f:

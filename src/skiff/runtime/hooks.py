@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 
 from skiff.oci import fastjson
+from skiff.runtime.sig import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

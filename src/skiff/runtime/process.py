@@ -16,18 +16,17 @@ P and its children talk over two pipes with one JSON message a line:
 
 from __future__ import annotations
 
-import os
-import signal
-
 # imported before any fork: after pivot_root or setns(mnt) the host's
 # standard library is out of reach
 import fcntl
+import os
 import resource
 import struct
 
 from skiff.oci import fastjson
 from skiff.runtime import caps, linux, rootfs
 from skiff.runtime.config import RLIMITS
+from skiff.runtime.sig import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,9 +87,19 @@ class Channel:
 class InitJob:
     """Everything init needs, fixed before the fork (the child inherits it)."""
 
-    def __init__(self, *, spec: Spec, bundle: str, rootfs_path: str, fifo_path: str | None,
-                 console_fd: int | None, no_pivot: bool, preserve_fds: int,
-                 cgroup_dirs: dict[str, str], unified: bool):
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        bundle: str,
+        rootfs_path: str,
+        fifo_path: str | None,
+        console_fd: int | None,
+        no_pivot: bool,
+        preserve_fds: int,
+        cgroup_dirs: dict[str, str],
+        unified: bool,
+    ):
         self.spec = spec
         self.bundle = bundle
         self.rootfs = rootfs_path
@@ -117,8 +126,10 @@ def _namespaces(spec: Spec) -> tuple[int, list[tuple[str, str]]]:
 def _join(joins: list[tuple[str, str]]) -> None:
     """setns into each path: the user namespace first, the mount namespace last."""
     order = {"user": 0, "mount": 2}
-    opened = [(kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-              for kind, path in sorted(joins, key=lambda j: order.get(j[0], 1))]
+    opened = [
+        (kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC))
+        for kind, path in sorted(joins, key=lambda j: order.get(j[0], 1))
+    ]
     for kind, fd in opened:
         try:
             linux.setns(fd, linux.NAMESPACE_FLAGS[kind])
@@ -130,8 +141,11 @@ def _join(joins: list[tuple[str, str]]) -> None:
 
 def _child_fail(chan: Channel, exc: BaseException) -> NoReturn:
     try:
-        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else (
-            f"{exc.strerror}: {exc.filename}")
+        msg = (
+            str(exc)
+            if not isinstance(exc, OSError) or not exc.filename
+            else (f"{exc.strerror}: {exc.filename}")
+        )
         chan.send({"type": "error", "message": msg or type(exc).__name__}, up=True)
     finally:
         os._exit(1)
@@ -152,8 +166,13 @@ def preload(spec: Spec, process: Process) -> None:
 # --- the container's init (create) -----------------------------------------------------
 
 
-def spawn_init(job: InitJob, chan: Channel, on_child: Callable[[int], None],
-               on_idmap: Callable[[int], None], on_hooks: Callable[[int], None]) -> int:
+def spawn_init(
+    job: InitJob,
+    chan: Channel,
+    on_child: Callable[[int], None],
+    on_idmap: Callable[[int], None],
+    on_hooks: Callable[[int], None],
+) -> int:
     """Fork init; returns B's pid once it waits on the exec FIFO."""
     preload(job.spec, job.spec.get("process", {}))
     a_pid = os.fork()
@@ -250,8 +269,15 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
     new_mnt = bool(flags & linux.CLONE_NEWNS)
     userns = bool(flags & linux.CLONE_NEWUSER) or any(k == "user" for k, _ in joins)
     if new_mnt:
-        ctx = rootfs.Context(job.bundle, job.rootfs, spec, userns,
-                             bool(flags & linux.CLONE_NEWCGROUP), job.cgroup_dirs, job.unified)
+        ctx = rootfs.Context(
+            job.bundle,
+            job.rootfs,
+            spec,
+            userns,
+            bool(flags & linux.CLONE_NEWCGROUP),
+            job.cgroup_dirs,
+            job.unified,
+        )
         rootfs.prepare(ctx)
     hooks = spec.get("hooks", {})
     if hooks.get("prestart") or hooks.get("createRuntime"):
@@ -261,9 +287,17 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
     if hooks.get("createContainer"):
         from skiff.runtime import hooks as hooks_mod
 
-        hooks_mod.run("createContainer", hooks["createContainer"],
-                      {"ociVersion": spec.get("ociVersion", ""), "id": "", "status": "creating",
-                       "pid": os.getpid(), "bundle": job.bundle})
+        hooks_mod.run(
+            "createContainer",
+            hooks["createContainer"],
+            {
+                "ociVersion": spec.get("ociVersion", ""),
+                "id": "",
+                "status": "creating",
+                "pid": os.getpid(),
+                "bundle": job.bundle,
+            },
+        )
     if new_mnt:
         rootfs.pivot(job.rootfs, job.no_pivot)
     else:
@@ -308,9 +342,16 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
     if hooks.get("startContainer"):
         from skiff.runtime import hooks as hooks_mod
 
-        hooks_mod.run("startContainer", hooks["startContainer"],
-                      {"ociVersion": spec.get("ociVersion", ""), "status": "running",
-                       "pid": os.getpid(), "bundle": job.bundle})
+        hooks_mod.run(
+            "startContainer",
+            hooks["startContainer"],
+            {
+                "ociVersion": spec.get("ociVersion", ""),
+                "status": "running",
+                "pid": os.getpid(),
+                "bundle": job.bundle,
+            },
+        )
     if seccomp and nnp:
         from skiff.runtime import seccomp as seccomp_mod
 
@@ -381,8 +422,9 @@ def _finalize_process(process: Process, preserve_fds: int) -> None:
     try:
         os.chdir(cwd)
     except FileNotFoundError:
-        raise SetupError(f"chdir to cwd ({cwd!r}) set in config.json failed: no such file or "
-                         "directory")
+        raise SetupError(
+            f"chdir to cwd ({cwd!r}) set in config.json failed: no such file or directory"
+        )
     os.umask(user.get("umask", 0o022))
     if capabilities is not None:
         caps.apply(dict(capabilities))  # type: ignore[arg-type]
@@ -407,8 +449,11 @@ def setup_console(console_fd: int | None, process: Process, mount_console: bool)
     slave_path = f"/dev/pts/{number}"
     size = process.get("consoleSize")
     if size:
-        fcntl.ioctl(master, TIOCSWINSZ,
-                    struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0))
+        fcntl.ioctl(
+            master,
+            TIOCSWINSZ,
+            struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0),
+        )
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     if mount_console:
         try:
@@ -441,8 +486,16 @@ def send_fd(sock_fd: int, fd: int, name: bytes) -> None:
 
 
 class ExecJob:
-    def __init__(self, *, spec: Spec, process: Process, init_pid: int, console_fd: int | None,
-                 preserve_fds: int, detach: bool):
+    def __init__(
+        self,
+        *,
+        spec: Spec,
+        process: Process,
+        init_pid: int,
+        console_fd: int | None,
+        preserve_fds: int,
+        detach: bool,
+    ):
         self.spec = spec
         self.process = process
         self.init_pid = init_pid

@@ -69,9 +69,26 @@ _PROPAGATION = {
     "runbindable": linux.MS_UNBINDABLE | linux.MS_REC,
 }
 # options that runc accepts but that need no flag here
-_IGNORED = {"tmpcopyup", "acl", "noacl", "iversion", "noiversion", "rsuid", "rdev", "rexec",
-            "ratime", "rnoatime", "rdiratime", "rnodiratime", "rrelatime", "rnorelatime",
-            "rstrictatime", "rnostrictatime", "rsymfollow", "rnosymfollow"}
+_IGNORED = {
+    "tmpcopyup",
+    "acl",
+    "noacl",
+    "iversion",
+    "noiversion",
+    "rsuid",
+    "rdev",
+    "rexec",
+    "ratime",
+    "rnoatime",
+    "rdiratime",
+    "rnodiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rsymfollow",
+    "rnosymfollow",
+}
 
 MOUNT_OPTIONS = tuple(sorted(set(_FLAGS) | set(_PROPAGATION) | _IGNORED))
 
@@ -116,7 +133,7 @@ def secure_join(root: str, unsafe: str) -> str:
             if resolved:
                 resolved.pop()
             continue
-        candidate = resolved + [part]
+        candidate = [*resolved, part]
         full = root + "/" + "/".join(candidate)
         try:
             st = os.lstat(full)
@@ -149,8 +166,16 @@ def _touch(path: str) -> None:
 class Context:
     """What init needs to know about the host side while it builds the rootfs."""
 
-    def __init__(self, bundle: str, rootfs: str, spec: Spec, userns: bool,
-                 cgroupns: bool, cgroup_dirs: dict[str, str], unified: bool):
+    def __init__(
+        self,
+        bundle: str,
+        rootfs: str,
+        spec: Spec,
+        userns: bool,
+        cgroupns: bool,
+        cgroup_dirs: dict[str, str],
+        unified: bool,
+    ):
         self.bundle = bundle
         self.rootfs = rootfs
         self.spec = spec
@@ -309,8 +334,9 @@ def finalize(spec: Spec) -> None:
     if propagation in ("shared", "rshared", "unbindable", "runbindable"):
         linux.mount(None, "/", None, _PROPAGATION[propagation])
     if spec.get("root", {}).get("readonly"):
-        linux.mount(None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY
-                    | _locked_flags("/"))
+        linux.mount(
+            None, "/", None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | _locked_flags("/")
+        )
 
 
 def _locked_flags(path: str) -> int:
@@ -334,8 +360,12 @@ def readonly_path(path: str) -> None:
         linux.mount(path, path, "bind", linux.MS_BIND | linux.MS_REC)
     except FileNotFoundError:
         return
-    linux.mount(path, path, None, linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY
-                | linux.MS_REC | _locked_flags(path))
+    linux.mount(
+        path,
+        path,
+        None,
+        linux.MS_BIND | linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_REC | _locked_flags(path),
+    )
 
 
 def mask_path(path: str) -> None:

@@ -78,9 +78,7 @@ def _action(name: str, errno_ret: int | None) -> int:
     if name not in _ACTIONS:
         raise InvalidArgument(f"config.json: unknown seccomp action {name!r}")
     value = _ACTIONS[name]
-    if name == "SCMP_ACT_ERRNO":
-        value |= (EPERM if errno_ret is None else errno_ret) & 0xFFFF
-    elif name == "SCMP_ACT_TRACE":
+    if name in ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"):
         value |= (EPERM if errno_ret is None else errno_ret) & 0xFFFF
     return value
 
@@ -139,8 +137,9 @@ def _lib() -> ctypes.CDLL:
 def load(seccomp: Seccomp) -> None:
     """Compile and load the filter into this process (and its future children)."""
     lib = _lib()
-    default = _action(seccomp.get("defaultAction", "SCMP_ACT_ALLOW"),
-                      seccomp.get("defaultErrnoRet"))
+    default = _action(
+        seccomp.get("defaultAction", "SCMP_ACT_ALLOW"), seccomp.get("defaultErrnoRet")
+    )
     ctx = lib.seccomp_init(default)
     if not ctx:
         raise OSError("seccomp_init failed")
@@ -164,12 +163,11 @@ def load(seccomp: Seccomp) -> None:
                 continue  # libseccomp refuses a rule that repeats the default action
             args = rule.get("args", [])
             # conditions on the same argument are alternatives: one rule each
-            groups: list[list[dict[str, int | str]]] = []
             indexes = [a.get("index", 0) for a in args]
             if len(set(indexes)) == len(indexes):
-                groups = [list(args)] if args else [[]]  # type: ignore[arg-type]
+                groups = [list(args)]
             else:
-                groups = [[a] for a in args]  # type: ignore[misc]
+                groups = [[a] for a in args]
             for name in rule.get("names", []):
                 nr = lib.seccomp_syscall_resolve_name(name.encode())
                 if nr < 0:

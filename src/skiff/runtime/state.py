@@ -43,8 +43,10 @@ STATE_FILE = "state.json"
 
 
 def valid_id(container_id: str) -> None:
-    ok = container_id and container_id not in (".", "..") and all(
-        c.isalnum() or c in "_+-." for c in container_id
+    ok = (
+        container_id
+        and container_id not in (".", "..")
+        and all(c.isalnum() or c in "_+-." for c in container_id)
     )
     if not ok:
         raise InvalidArgument(f"invalid container id format: {container_id}")
@@ -65,7 +67,7 @@ def proc_start_time(pid: int) -> int | None:
 
 def now_rfc3339() -> str:
     t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + (".%09dZ" % int((t % 1) * 1e9))
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e9):09d}Z"
 
 
 class Container:
@@ -143,8 +145,9 @@ class Container:
                 raise FailedPrecondition(f"cannot start a container that is {status}")
             if operation in ("kill", "exec") and status == STOPPED:
                 raise FailedPrecondition("container not running")
-            raise FailedPrecondition(f"container {self.id} is {status}, not "
-                                     + " or ".join(ALLOWED[operation]))
+            raise FailedPrecondition(
+                f"container {self.id} is {status}, not " + " or ".join(ALLOWED[operation])
+            )
         return status
 
     def oci_state(self, status: str | None = None) -> dict[str, Any]:
