@@ -1,11 +1,229 @@
-"""Entry point of `skiff-shim` (placeholder until its issue lands)."""
+"""Entry point of `skiff-shim` / `containerd-shim-skiff-v1`: containerd's shim v2 bootstrap.
 
+    skiff-shim -namespace NS -id ID -address ADDR [-publish-binary B] [-debug] start
+        (cwd = bundle) binds the shim's ttrpc socket, forks the long-lived shim
+        (setsid, detached, child subreaper), writes <bundle>/address and prints
+        unix://<socket> for containerd, then exits.
+    skiff-shim ... -bundle DIR delete
+        cleans up after a dead shim (runtime delete --force, unmount rootfs) and
+        prints a containerd.task.v2.DeleteResponse on stdout.
+
+The daemon forks from the start process instead of executing a new
+interpreter: it starts in a fork's time with every module already imported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
 import sys
+import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    pass
+
+_FLAGS_WITH_VALUE = {"namespace", "id", "address", "publish-binary", "bundle", "socket"}
+_BOOL_FLAGS = {"debug", "v"}
+
+
+class Args:
+    def __init__(self) -> None:
+        self.namespace = ""
+        self.id = ""
+        self.address = ""
+        self.publish_binary = ""
+        self.bundle = ""
+        self.socket = ""
+        self.debug = False
+        self.version = False
+        self.action = ""
+
+
+def parse_args(argv: list[str]) -> Args:
+    """Go flag syntax, as containerd passes it: -name value, --name=value, -flag."""
+    args = Args()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("-") and arg not in ("-", "--"):
+            name = arg.lstrip("-")
+            value: str | None = None
+            if "=" in name:
+                name, value = name.split("=", 1)
+            if name in _BOOL_FLAGS:
+                if name == "v":
+                    args.version = True
+                else:
+                    args.debug = value is None or value.lower() in ("1", "true")
+            elif name in _FLAGS_WITH_VALUE:
+                if value is None:
+                    i += 1
+                    if i >= len(argv):
+                        raise SystemExit(f"skiff-shim: flag -{name} needs a value")
+                    value = argv[i]
+                setattr(args, name.replace("-", "_"), value)
+            else:
+                raise SystemExit(f"skiff-shim: unknown flag -{name}")
+        elif not args.action:
+            args.action = arg
+        i += 1
+    return args
+
+
+def socket_path(address: str, namespace: str, container_id: str) -> str:
+    """Where the shim listens: beside containerd's socket, under s/<hash> as containerd's shims do."""
+    digest = hashlib.sha256(f"{address}/{namespace}/{container_id}".encode()).hexdigest()
+    base = os.path.join(os.path.dirname(os.path.abspath(address)), "s")
+    path = os.path.join(base, digest)
+    if len(path) >= 104:  # sun_path limit
+        path = os.path.join("/run/skiff/s", digest)
+    return path
+
+
+def runtime_root(address: str, namespace: str) -> str:
+    """Default runtime state root: <containerd socket dir>/runc/<ns>, as containerd-shim-runc-v2."""
+    return os.path.join(os.path.dirname(os.path.abspath(address)), "runc", namespace)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("skiff-shim: not implemented yet (see issue 4)", file=sys.stderr)
-    return 1
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.version:
+        print("skiff-shim (containerd-shim-skiff-v1) 0.1.0")
+        return 0
+    if not args.id or not args.namespace:
+        # a -namespace is required by containerd's bootstrap; so is -id
+        print("skiff-shim: -namespace and -id are required", file=sys.stderr)
+        return 2
+    if args.action == "start":
+        return start(args)
+    if args.action == "delete":
+        return delete(args)
+    print(f"skiff-shim: unknown action {args.action!r} (start, delete)", file=sys.stderr)
+    return 2
+
+
+def _alive(path: str) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def start(args: Args) -> int:
+    bundle = os.getcwd()
+    try:
+        options = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
+    except OSError:
+        options = b""
+    del options  # containerd sends the runtime options here; Create carries them too
+    path = socket_path(args.address, args.namespace, args.id)
+    address = "unix://" + path
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    if os.path.exists(path):
+        if _alive(path):
+            _write_address(bundle, address)
+            print(address, end="")
+            return 0
+        os.unlink(path)
+
+    from skiff.ttrpc.server import listen_unix
+
+    listener = listen_unix(path)
+    # Import everything the daemon needs before forking, so it starts warm.
+    import skiff.shim.daemon  # noqa: F401
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            from skiff.shim.daemon import run_daemon
+
+            code = run_daemon(args, bundle, listener, path)
+        except BaseException as exc:
+            _last_words(bundle, exc)
+            code = 1
+        os._exit(code)
+    listener.close()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        print("skiff-shim: failed to start the shim daemon", file=sys.stderr)
+        return 1
+    _write_address(bundle, address)
+    # containerd reads the whole output as the address: print nothing else
+    sys.stdout.write(address)
+    sys.stdout.flush()
+    return 0
+
+
+def _last_words(bundle: str, exc: BaseException) -> None:
+    try:
+        with open(os.path.join(bundle, "shim.err"), "a") as f:
+            f.write(f"{time.ctime()}: skiff-shim died: {type(exc).__name__}: {exc}\n")
+    except OSError:
+        pass
+
+
+def _write_address(bundle: str, address: str) -> None:
+    tmp = os.path.join(bundle, "address.tmp")
+    with open(tmp, "w") as f:
+        f.write(address)
+    os.rename(tmp, os.path.join(bundle, "address"))
+
+
+def delete(args: Args) -> int:
+    """Clean up after a shim that died: kill and delete the container, unmount, report."""
+    from skiff.shim import syscalls
+    from skiff.shim.reaper import Reaper, exit_status
+    from skiff.shim.runtime import OciRuntime
+    from skiff.shim.service import RUNTIME_FILE, read_exit_file
+    from skiff.ttrpc.protobuf import Timestamp
+    from skiff.ttrpc.task import DeleteResponse
+
+    bundle = args.bundle or os.getcwd()
+    recorded = read_exit_file(bundle)
+    try:
+        with open(os.path.join(bundle, RUNTIME_FILE)) as f:
+            binary, root = f.read().split("\n")[:2]
+    except (OSError, ValueError):
+        binary = root = ""
+    pid = 0
+    try:
+        with open(os.path.join(bundle, "init.pid")) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        pass
+    if binary:
+
+        class _DirectReaper(Reaper):
+            def wait(self, pid: int) -> int:
+                return exit_status(os.waitpid(pid, 0)[1])
+
+        oci = OciRuntime(binary, root, os.path.join(bundle, "log.json"), _DirectReaper())
+        try:
+            oci.delete(args.id, force=True)
+        except Exception as exc:
+            print(f"skiff-shim delete: {exc}", file=sys.stderr)
+    try:
+        syscalls.unmount(os.path.join(bundle, "rootfs"))
+    except OSError:
+        pass
+    if recorded is not None:
+        status, at_ns = recorded
+    else:
+        status, at_ns = 128 + signal.SIGKILL, time.time_ns()
+    response = DeleteResponse(pid=pid, exit_status=status, exited_at=Timestamp.from_ns(at_ns))
+    sys.stdout.buffer.write(response.encode())
+    sys.stdout.flush()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,212 @@
+"""The stdio of one container process, held by skiff-shim.
+
+containerd names FIFOs (or files) for stdin, stdout and stderr. Without a
+terminal the runtime hands our descriptors straight to the container, so no
+byte passes through the shim; the shim keeps a reader on each output FIFO
+(a detached client must not turn writes into SIGPIPE) and a writer on stdin
+(so the container sees EOF only after CloseIO). With a terminal the runtime
+sends the pty master over a console socket and the shim copies both ways.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import socket
+import stat
+import struct
+import termios
+import threading
+
+from skiff.errors import InvalidArgument, NotImplemented_
+
+
+def _open_output(path: str) -> tuple[int, int | None]:
+    """(writer, held reader or None) for an output path."""
+    if not path:
+        return os.open(os.devnull, os.O_WRONLY), None
+    if path.startswith("binary://"):
+        raise NotImplemented_("binary:// logging is not supported by skiff-shim")
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640), None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        os.mkfifo(path, 0o700)
+        st = os.stat(path)
+    if not stat.S_ISFIFO(st.st_mode):
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640), None
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(path, os.O_WRONLY)  # does not block: we hold a reader
+    return writer, reader
+
+
+def _open_input(path: str) -> tuple[int, int | None]:
+    """(reader, held writer or None) for stdin."""
+    if not path:
+        return os.open(os.devnull, os.O_RDONLY), None
+    if not os.path.exists(path):
+        os.mkfifo(path, 0o700)
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        return os.open(path, os.O_RDONLY), None
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(path, os.O_WRONLY)
+    os.set_blocking(reader, True)
+    return reader, writer
+
+
+class ProcessIO:
+    def __init__(self, stdin: str, stdout: str, stderr: str, terminal: bool) -> None:
+        self.stdin, self.stdout, self.stderr, self.terminal = stdin, stdout, stderr, terminal
+        self._held: list[int] = []  # closed when the process exits
+        self._stdin_writer: int | None = None
+        self._child: list[int] = []  # closed once the runtime has them
+        self._stdin_reader: int | None = None
+        self._stdout_writer: int | None = None
+        self._master: int | None = None
+        self._copied = threading.Event()
+        self._lock = threading.Lock()
+
+    def open(self) -> tuple[int, int, int]:
+        """Open the named stdio; return the descriptors the runtime gets."""
+        try:
+            stdin_r, stdin_w = _open_input(self.stdin)
+            self._stdin_writer = stdin_w
+            out_w, out_r = _open_output(self.stdout)
+            self._track(out_r)
+            if self.stderr and self.stderr == self.stdout:
+                err_w = os.dup(out_w)
+            else:
+                err_w, err_r = _open_output(self.stderr)
+                self._track(err_r)
+        except OSError as exc:
+            self.close()
+            raise InvalidArgument(f"open stdio: {exc}")
+        if self.terminal:
+            # the runtime gets /dev/null; the pty carries the streams
+            self._stdin_reader, self._stdout_writer = stdin_r, out_w
+            os.close(err_w)
+            null = os.open(os.devnull, os.O_RDWR)
+            self._child = [null]
+            return null, null, null
+        self._child = [stdin_r, out_w, err_w]
+        self._copied.set()
+        return stdin_r, out_w, err_w
+
+    def _track(self, fd: int | None) -> None:
+        if fd is not None:
+            self._held.append(fd)
+
+    def runtime_started(self) -> None:
+        """The runtime holds its copies now; drop ours so EOF follows the container."""
+        for fd in self._child:
+            _close(fd)
+        self._child = []
+
+    def attach_console(self, master: int) -> None:
+        self._master = master
+        if self._stdout_writer is not None:
+            threading.Thread(
+                target=self._copy_out, args=(master, self._stdout_writer), daemon=True
+            ).start()
+            self._stdout_writer = None
+        if self._stdin_reader is not None:
+            threading.Thread(
+                target=self._copy_in, args=(self._stdin_reader, master), daemon=True
+            ).start()
+            self._stdin_reader = None
+
+    def _copy_out(self, src: int, dst: int) -> None:
+        try:
+            while True:
+                try:
+                    data = os.read(src, 32768)
+                except OSError:
+                    break  # EIO: every slave end is closed
+                if not data:
+                    break
+                try:
+                    os.write(dst, data)
+                except OSError:
+                    break
+        finally:
+            _close(dst)
+            self._copied.set()
+
+    def _copy_in(self, src: int, dst: int) -> None:
+        try:
+            while True:
+                data = os.read(src, 32768)
+                if not data:
+                    break
+                os.write(dst, data)
+        except OSError:
+            pass
+        finally:
+            _close(src)
+
+    def resize(self, width: int, height: int) -> None:
+        if self._master is not None:
+            fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    def close_stdin(self) -> None:
+        with self._lock:
+            if self._stdin_writer is not None:
+                _close(self._stdin_writer)
+                self._stdin_writer = None
+
+    def wait_copied(self, timeout: float) -> None:
+        self._copied.wait(timeout)
+
+    def close(self) -> None:
+        """The process is gone: let go of everything."""
+        self.close_stdin()
+        with self._lock:
+            for fd in [*self._held, *self._child]:
+                _close(fd)
+            self._held, self._child = [], []
+            for maybe in (self._stdin_reader, self._stdout_writer, self._master):
+                if maybe is not None:
+                    _close(maybe)
+            self._stdin_reader = self._stdout_writer = self._master = None
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class ConsoleSocket:
+    """A unix socket the runtime connects to with --console-socket to pass the pty master."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.bind(path)
+        self._sock.listen(1)
+
+    def receive_master(self, timeout: float = 10.0) -> int:
+        self._sock.settimeout(timeout)
+        conn, _ = self._sock.accept()
+        with conn:
+            conn.settimeout(timeout)
+            fds = array.array("i")
+            _msg, ancdata, _flags, _addr = conn.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+            for level, kind, data in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+        if not fds:
+            raise InvalidArgument("console socket: the runtime sent no pty master")
+        return fds[0]
+
+    def close(self) -> None:
+        self._sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

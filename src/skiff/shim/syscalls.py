@@ -1,0 +1,96 @@
+"""The few Linux calls skiff-shim needs that Python lacks: prctl, mount, umount2.
+
+The one thin ctypes module of skiff-shim (see DESIGN.md, "System calls go
+through one thin module"); everything else in the shim uses os.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+PR_SET_CHILD_SUBREAPER = 36
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+# mount(8) option names that are flags; everything else goes to the data string.
+_FLAGS: dict[str, tuple[int, bool]] = {
+    "ro": (1, True),
+    "rw": (1, False),
+    "nosuid": (2, True),
+    "suid": (2, False),
+    "nodev": (4, True),
+    "dev": (4, False),
+    "noexec": (8, True),
+    "exec": (8, False),
+    "sync": (16, True),
+    "async": (16, False),
+    "remount": (32, True),
+    "mand": (64, True),
+    "nomand": (64, False),
+    "dirsync": (128, True),
+    "noatime": (1024, True),
+    "atime": (1024, False),
+    "nodiratime": (2048, True),
+    "diratime": (2048, False),
+    "bind": (4096, True),
+    "rbind": (4096 | 16384, True),
+    "relatime": (1 << 21, True),
+    "norelatime": (1 << 21, False),
+    "strictatime": (1 << 24, True),
+}
+MS_BIND = 4096
+MS_REMOUNT = 32
+MS_RDONLY = 1
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def set_child_subreaper() -> None:
+    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def parse_mount_options(options: list[str]) -> tuple[int, str]:
+    """Split fstab-style options into mount(2) flags and the data string."""
+    flags = 0
+    data: list[str] = []
+    for opt in options:
+        known = _FLAGS.get(opt)
+        if known is None:
+            data.append(opt)
+        elif known[1]:
+            flags |= known[0]
+        else:
+            flags &= ~known[0]
+    return flags, ",".join(data)
+
+
+def mount(source: str, target: str, fstype: str, options: list[str]) -> None:
+    flags, data = parse_mount_options(options)
+    if fstype == "bind":
+        flags |= MS_BIND
+    _check(
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            fstype.encode() if fstype != "bind" else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {source} on {target} ({fstype})",
+    )
+    if flags & MS_BIND and flags & MS_RDONLY:
+        # a bind mount ignores MS_RDONLY until it is remounted
+        _check(
+            _libc.mount(None, target.encode(), None, ctypes.c_ulong(flags | MS_REMOUNT), None),
+            f"remount {target} read-only",
+        )
+
+
+def unmount(target: str) -> None:
+    _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
