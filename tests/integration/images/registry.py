@@ -57,12 +57,14 @@ def run_registry(*, auth: bool = False) -> Iterator[Registry]:
             "version: 0.1\n"
             "log:\n  level: error\n"
             f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n"
-            + auth_yaml
+            f"http:\n  addr: 127.0.0.1:{port}\n" + auth_yaml
         )
     log = open(os.path.join(root, "log"), "wb")
     proc = subprocess.Popen(
-        [REGISTRY_BIN, "serve", config], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        [REGISTRY_BIN, "serve", config],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 15

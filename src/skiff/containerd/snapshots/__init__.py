@@ -2,9 +2,9 @@
 with containerd's model of active, view and committed snapshots."""
 
 from skiff.containerd.snapshots.base import Info, Kind, Snapshotter, Usage
-from skiff.image.mount import Mount, mount_all, unmount
 from skiff.containerd.snapshots.native import NativeSnapshotter
 from skiff.containerd.snapshots.overlay import OverlaySnapshotter
+from skiff.image.mount import Mount, mount_all, unmount
 
 SNAPSHOTTERS: dict[str, type[Snapshotter]] = {
     "overlayfs": OverlaySnapshotter,

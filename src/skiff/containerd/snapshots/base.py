@@ -22,8 +22,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from skiff.image.mount import Mount
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from skiff.image.mount import Mount
 
 
 class Kind(enum.IntEnum):

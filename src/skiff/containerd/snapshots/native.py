@@ -9,8 +9,8 @@ import subprocess
 from collections.abc import Sequence
 
 from skiff.containerd.snapshots.base import Kind, Snapshotter, _Row
-from skiff.image.mount import Mount
 from skiff.errors import Internal
+from skiff.image.mount import Mount
 
 
 def copy_tree(src: str, dst: str) -> None:
