@@ -3,9 +3,12 @@
 containerd names FIFOs (or files) for stdin, stdout and stderr. Without a
 terminal the runtime hands our descriptors straight to the container, so no
 byte passes through the shim; the shim keeps a reader on each output FIFO
-(a detached client must not turn writes into SIGPIPE) and a writer on stdin
-(so the container sees EOF only after CloseIO). With a terminal the runtime
-sends the pty master over a console socket and the shim copies both ways.
+(a detached client must not turn writes into SIGPIPE). stdin is copied by a
+thread from the FIFO into a pipe: opening the FIFO blocks until the client's
+writer arrives, so the container waits for input instead of reading an early
+EOF, and sees EOF when the client closes its end (or on CloseIO). With a
+terminal the runtime sends the pty master over a console socket and the shim
+copies both ways.
 """
 
 from __future__ import annotations
@@ -44,27 +47,19 @@ def _open_output(path: str) -> tuple[int, int | None]:
     return writer, reader
 
 
-def _open_input(path: str) -> tuple[int, int | None]:
-    """(reader, held writer or None) for stdin."""
-    if not path:
-        return os.open(os.devnull, os.O_RDONLY), None
+def _is_fifo(path: str) -> bool:
     if not os.path.exists(path):
         os.mkfifo(path, 0o700)
-    if not stat.S_ISFIFO(os.stat(path).st_mode):
-        return os.open(path, os.O_RDONLY), None
-    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    writer = os.open(path, os.O_WRONLY)
-    os.set_blocking(reader, True)
-    return reader, writer
+        return True
+    return stat.S_ISFIFO(os.stat(path).st_mode)
 
 
 class ProcessIO:
     def __init__(self, stdin: str, stdout: str, stderr: str, terminal: bool) -> None:
         self.stdin, self.stdout, self.stderr, self.terminal = stdin, stdout, stderr, terminal
         self._held: list[int] = []  # closed when the process exits
-        self._stdin_writer: int | None = None
+        self._stdin_writer: int | None = None  # where the stdin copy writes
         self._child: list[int] = []  # closed once the runtime has them
-        self._stdin_reader: int | None = None
         self._stdout_writer: int | None = None
         self._master: int | None = None
         self._copied = threading.Event()
@@ -73,8 +68,7 @@ class ProcessIO:
     def open(self) -> tuple[int, int, int]:
         """Open the named stdio; return the descriptors the runtime gets."""
         try:
-            stdin_r, stdin_w = _open_input(self.stdin)
-            self._stdin_writer = stdin_w
+            stdin_r = self._open_stdin()
             out_w, out_r = _open_output(self.stdout)
             self._track(out_r)
             if self.stderr and self.stderr == self.stdout:
@@ -87,7 +81,7 @@ class ProcessIO:
             raise InvalidArgument(f"open stdio: {exc}")
         if self.terminal:
             # the runtime gets /dev/null; the pty carries the streams
-            self._stdin_reader, self._stdout_writer = stdin_r, out_w
+            self._stdout_writer = out_w
             os.close(err_w)
             null = os.open(os.devnull, os.O_RDWR)
             self._child = [null]
@@ -95,6 +89,19 @@ class ProcessIO:
         self._child = [stdin_r, out_w, err_w]
         self._copied.set()
         return stdin_r, out_w, err_w
+
+    def _open_stdin(self) -> int:
+        """The container's stdin: /dev/null, a file, or a pipe fed from the FIFO."""
+        if not self.stdin:
+            return os.open(os.devnull, os.O_RDONLY)
+        if not _is_fifo(self.stdin):
+            return os.open(self.stdin, os.O_RDONLY)
+        if self.terminal:
+            return os.open(os.devnull, os.O_RDONLY)  # fed once the pty master arrives
+        r, w = os.pipe()
+        self._stdin_writer = w
+        threading.Thread(target=self._copy_in, daemon=True).start()
+        return r
 
     def _track(self, fd: int | None) -> None:
         if fd is not None:
@@ -113,11 +120,9 @@ class ProcessIO:
                 target=self._copy_out, args=(master, self._stdout_writer), daemon=True
             ).start()
             self._stdout_writer = None
-        if self._stdin_reader is not None:
-            threading.Thread(
-                target=self._copy_in, args=(self._stdin_reader, master), daemon=True
-            ).start()
-            self._stdin_reader = None
+        if self.stdin and _is_fifo(self.stdin):
+            self._stdin_writer = os.dup(master)
+            threading.Thread(target=self._copy_in, daemon=True).start()
 
     def _copy_out(self, src: int, dst: int) -> None:
         try:
@@ -136,17 +141,25 @@ class ProcessIO:
             _close(dst)
             self._copied.set()
 
-    def _copy_in(self, src: int, dst: int) -> None:
+    def _copy_in(self) -> None:
+        try:
+            src = os.open(self.stdin, os.O_RDONLY)  # blocks until the client's writer opens
+        except OSError:
+            self.close_stdin()
+            return
         try:
             while True:
                 data = os.read(src, 32768)
-                if not data:
+                with self._lock:
+                    dst = self._stdin_writer
+                if not data or dst is None:
                     break
                 os.write(dst, data)
         except OSError:
             pass
         finally:
-            _close(src)
+            os.close(src)
+            self.close_stdin()
 
     def resize(self, width: int, height: int) -> None:
         if self._master is not None:
@@ -154,9 +167,16 @@ class ProcessIO:
 
     def close_stdin(self) -> None:
         with self._lock:
-            if self._stdin_writer is not None:
-                _close(self._stdin_writer)
-                self._stdin_writer = None
+            if self._stdin_writer is None:
+                return
+            _close(self._stdin_writer)
+            self._stdin_writer = None
+        # a copy thread still blocked opening the FIFO: let it through to its end
+        if self.stdin and not self.stdin.startswith("file://"):
+            try:
+                _close(os.open(self.stdin, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
 
     def wait_copied(self, timeout: float) -> None:
         self._copied.wait(timeout)
@@ -168,10 +188,10 @@ class ProcessIO:
             for fd in [*self._held, *self._child]:
                 _close(fd)
             self._held, self._child = [], []
-            for maybe in (self._stdin_reader, self._stdout_writer, self._master):
+            for maybe in (self._stdout_writer, self._master):
                 if maybe is not None:
                     _close(maybe)
-            self._stdin_reader = self._stdout_writer = self._master = None
+            self._stdout_writer = self._master = None
 
 
 def _close(fd: int) -> None:
