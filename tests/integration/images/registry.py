@@ -59,7 +59,7 @@ def run_registry(*, auth: bool = False) -> Iterator[Registry]:
             f"storage:\n  filesystem:\n    rootdirectory: {root}/data\n  delete:\n    enabled: true\n"
             f"http:\n  addr: 127.0.0.1:{port}\n" + auth_yaml
         )
-    log = open(os.path.join(root, "log"), "wb")
+    log = open(os.path.join(root, "log"), "wb")  # noqa: SIM115 (lives as long as the registry)
     proc = subprocess.Popen(
         [REGISTRY_BIN, "serve", config],
         stdout=log,

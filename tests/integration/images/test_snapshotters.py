@@ -35,7 +35,7 @@ def _tree(root: str) -> dict[str, bytes | str]:
             out[os.path.relpath(os.path.join(dirpath, d), root)] = "dir"
         for fn in filenames:
             p = os.path.join(dirpath, fn)
-            out[os.path.relpath(p, root)] = open(p, "rb").read()
+            out[os.path.relpath(p, root)] = Path(p).read_bytes()
     return out
 
 
