@@ -1,0 +1,174 @@
+"""skiff-shim pieces without containerd: flags, options, the start/delete bootstrap."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from skiff.errors import InvalidArgument
+from skiff.shim.main import parse_args, socket_path
+from skiff.shim.reaper import exit_status
+from skiff.shim.service import read_runtime_options
+from skiff.shim.syscalls import parse_mount_options
+from skiff.ttrpc import task as api
+from skiff.ttrpc.client import Client
+from skiff.ttrpc.protobuf import Any_
+
+SHIM = str(Path(sys.executable).parent / "containerd-shim-skiff-v1")
+
+
+def test_parse_go_style_flags() -> None:
+    args = parse_args(
+        [
+            "-namespace",
+            "ns",
+            "--id=c1",
+            "-address",
+            "/a/c.sock",
+            "-publish-binary",
+            "/usr/bin/containerd",
+            "-debug",
+            "start",
+        ]
+    )
+    assert (args.namespace, args.id, args.address, args.action) == (
+        "ns",
+        "c1",
+        "/a/c.sock",
+        "start",
+    )
+    assert args.debug and args.publish_binary == "/usr/bin/containerd"
+    with pytest.raises(SystemExit):
+        parse_args(["-bogus", "x"])
+
+
+def test_socket_path_is_stable_and_short() -> None:
+    p1 = socket_path("/run/x/containerd.sock", "default", "c1")
+    assert p1 == socket_path("/run/x/containerd.sock", "default", "c1")
+    assert p1 != socket_path("/run/x/containerd.sock", "other", "c1")
+    assert p1.startswith("/run/x/s/") and len(p1) < 108
+    long = socket_path("/" + "d" * 80 + "/c.sock", "default", "c1")
+    assert long.startswith("/run/skiff/s/")
+
+
+def test_runtime_options() -> None:
+    assert read_runtime_options(None) == ("", "")
+    runc = Any_.pack(api.RuncOptions(binary_name="crun", root="/r"))
+    assert read_runtime_options(runc) == ("crun", "/r")
+    body = api.RuntimeOptions(config_body=b'BinaryName = "runc"\nRoot = "/x"\n')
+    assert read_runtime_options(Any_.pack(body)) == ("runc", "/x")
+    with pytest.raises(InvalidArgument):
+        read_runtime_options(Any_(type_url="some.Other", value=b""))
+    with pytest.raises(InvalidArgument):
+        read_runtime_options(Any_.pack(api.RuntimeOptions(config_body=b"= nonsense")))
+
+
+def test_mount_options_split_flags_from_data() -> None:
+    flags, data = parse_mount_options(["ro", "nosuid", "lowerdir=/a:/b", "upperdir=/u"])
+    assert flags == 1 | 2
+    assert data == "lowerdir=/a:/b,upperdir=/u"
+    flags, _ = parse_mount_options(["rbind", "rw"])
+    assert flags == 4096 | 16384
+
+
+def test_exit_status_of_signals() -> None:
+    assert exit_status(3 << 8) == 3
+    assert exit_status(9) == 137  # killed by SIGKILL
+
+
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A temp dir short enough for the shim's socket path (sun_path is 108 bytes)."""
+    d = Path(tempfile.mkdtemp(prefix="sk", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def bundle(short_tmp: Path) -> Path:
+    if not os.path.exists(SHIM):
+        pytest.skip("containerd-shim-skiff-v1 is not installed in the venv (pip install -e .)")
+    b = short_tmp / "bundle"
+    b.mkdir()
+    return b
+
+
+def test_start_serves_ttrpc_and_shutdown_ends_it(bundle: Path, short_tmp: Path) -> None:
+    tmp_path = short_tmp
+    address = str(tmp_path / "containerd.sock")
+    argv = [SHIM, "-namespace", "ns", "-id", "c1", "-address", address, "start"]
+    started = time.monotonic()
+    out = subprocess.run(argv, cwd=bundle, capture_output=True, timeout=20, input=b"")
+    elapsed = time.monotonic() - started
+    assert out.returncode == 0, out.stderr
+    shim_address = out.stdout.decode()
+    assert shim_address.startswith("unix://" + str(tmp_path / "s") + "/")
+    assert out.stderr == b""  # containerd 1.6 reads stdout and stderr together
+    assert (bundle / "address").read_text() == shim_address
+    print(f"shim start took {elapsed * 1000:.0f} ms")
+
+    client = Client(shim_address)
+    connect = api.ConnectResponse()
+    try:
+        connect = api.ConnectResponse.decode(
+            client.call(api.SERVICE, "Connect", api.ConnectRequest(id="c1").encode())
+        )
+        assert connect.shim_pid > 0 and connect.task_pid == 0
+        assert os.path.exists(f"/proc/{connect.shim_pid}")
+        # the daemon is detached: a session of its own (and, forked twice, not its leader)
+        assert os.getsid(connect.shim_pid) not in (os.getsid(0), connect.shim_pid)
+        with pytest.raises(Exception, match="not found"):
+            client.call(api.SERVICE, "State", api.StateRequest(id="c1").encode())
+        # a second start finds the live shim and prints the same address
+        again = subprocess.run(argv, cwd=bundle, capture_output=True, timeout=20, input=b"")
+        assert again.stdout.decode() == shim_address
+        client.call(api.SERVICE, "Shutdown", api.ShutdownRequest(id="c1").encode())
+    finally:
+        client.close()
+        if connect.shim_pid and os.path.exists(f"/proc/{connect.shim_pid}"):
+            time.sleep(0.5)
+            if os.path.exists(f"/proc/{connect.shim_pid}/exe"):
+                os.kill(connect.shim_pid, 9)  # the shim we started did not shut down
+    path = shim_address[len("unix://") :]
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{connect.shim_pid}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not os.path.exists(path)
+    status = Path(f"/proc/{connect.shim_pid}/status")
+    assert not status.exists() or "zombie" in status.read_text()
+
+
+def test_delete_after_dead_shim_prints_delete_response(bundle: Path, tmp_path: Path) -> None:
+    (bundle / "init.exit").write_text("3 1700000000 5\n")
+    (bundle / "init.pid").write_text("4242\n")
+    out = subprocess.run(
+        [
+            SHIM,
+            "-namespace",
+            "ns",
+            "-id",
+            "c1",
+            "-address",
+            str(tmp_path / "c.sock"),
+            "-bundle",
+            str(bundle),
+            "delete",
+        ],
+        cwd=bundle,
+        capture_output=True,
+        timeout=20,
+    )
+    assert out.returncode == 0, out.stderr
+    response = api.DeleteResponse.decode(out.stdout)
+    assert response.pid == 4242 and response.exit_status == 3
+    assert response.exited_at is not None and response.exited_at.seconds == 1700000000
