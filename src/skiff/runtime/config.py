@@ -136,6 +136,7 @@ def validate(spec: Any, bundle: str) -> None:
     for key in linux.get("sysctl", {}):
         if "/" in key or ".." in key:
             raise InvalidArgument(f"config.json: invalid sysctl {key}")
+        _check_sysctl(key, seen)
     seccomp = linux.get("seccomp")
     if seccomp is not None:
         from skiff.runtime import seccomp as seccomp_mod
@@ -160,6 +161,34 @@ def validate(spec: Any, bundle: str) -> None:
         raise InvalidArgument(
             f"config.json: cgroupsPath {cgroups_path} is a systemd slice path; "
             "systemd cgroups are not supported"
+        )
+
+
+_IPC_SYSCTLS = {
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+}
+
+
+def _check_sysctl(key: str, namespaces: set[str]) -> None:
+    """A sysctl must belong to a namespace of the container's own, as runc checks."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        needed = "ipc"
+    elif key.startswith("net."):
+        needed = "network"
+    elif key in ("kernel.hostname", "kernel.domainname"):
+        needed = "uts"
+    else:
+        raise InvalidArgument(f"sysctl {key!r} is not in a separate kernel namespace")
+    if needed not in namespaces:
+        raise InvalidArgument(
+            f"sysctl {key!r} is not allowed as it conflicts with the host's {needed} namespace"
         )
 
 

@@ -116,9 +116,15 @@ class Runtime:
         )
         made: list[str] = []
         console_fd: int | None = None
+        fifo_fd = -1
         try:
             fifo = os.path.join(state_dir, st.EXEC_FIFO)
             os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)  # past the umask: init writes it as the container's user
+            root_uid, root_gid = _host_root(spec)
+            if root_uid or root_gid:
+                os.chown(fifo, root_uid, root_gid)
+            fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             made = manager.create()
             if "resources" in linux_cfg:
                 manager.apply(linux_cfg["resources"])
@@ -130,10 +136,11 @@ class Runtime:
                 linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
             cgroup_dirs = {c: manager.dir(c) for c in manager.controllers()}
             job = proc.InitJob(
+                container_id=container_id,
                 spec=spec,
                 bundle=bundle,
                 rootfs_path=container.data["rootfs"],
-                fifo_path=fifo,
+                fifo_fd=fifo_fd,
                 console_fd=console_fd,
                 no_pivot=no_pivot,
                 preserve_fds=preserve_fds,
@@ -144,7 +151,7 @@ class Runtime:
 
             def on_hooks(pid: int) -> None:
                 container.data["pid"] = pid
-                state = container.hook_state(st.CREATED)
+                state = container.hook_state(st.CREATING)
                 hooks_mod.run("prestart", hooks.get("prestart", []), state)
                 hooks_mod.run("createRuntime", hooks.get("createRuntime", []), state)
 
@@ -174,6 +181,8 @@ class Runtime:
         finally:
             if console_fd is not None:
                 os.close(console_fd)
+            if fifo_fd >= 0:
+                os.close(fifo_fd)
 
     def start(self, container_id: str) -> None:
         container = st.Container.load(self.root, container_id)
@@ -426,6 +435,19 @@ def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
         if pid == wait_pid:
             code = os.waitstatus_to_exitcode(status)
             return code if code >= 0 else 128 - code
+
+
+def _host_root(spec: Spec) -> tuple[int, int]:
+    """The host uid and gid that the container's root maps to."""
+    linux_cfg = spec.get("linux", {})
+    result = []
+    for mappings in (linux_cfg.get("uidMappings", []), linux_cfg.get("gidMappings", [])):
+        host = 0
+        for m in mappings:
+            if m["containerID"] <= 0 < m["containerID"] + m["size"]:
+                host = m["hostID"] - m["containerID"]
+        result.append(host)
+    return result[0], result[1]
 
 
 def _write_idmaps(pid: int, spec: Spec) -> None:

@@ -90,20 +90,22 @@ class InitJob:
     def __init__(
         self,
         *,
+        container_id: str,
         spec: Spec,
         bundle: str,
         rootfs_path: str,
-        fifo_path: str | None,
+        fifo_fd: int,
         console_fd: int | None,
         no_pivot: bool,
         preserve_fds: int,
         cgroup_dirs: dict[str, str],
         unified: bool,
     ):
+        self.id = container_id
         self.spec = spec
         self.bundle = bundle
         self.rootfs = rootfs_path
-        self.fifo_path = fifo_path
+        self.fifo_fd = fifo_fd  # O_PATH, opened by P: the state dir may be closed to init
         self.console_fd = console_fd
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
@@ -146,7 +148,12 @@ def _child_fail(chan: Channel, exc: BaseException) -> NoReturn:
             if not isinstance(exc, OSError) or not exc.filename
             else (f"{exc.strerror}: {exc.filename}")
         )
-        chan.send({"type": "error", "message": msg or type(exc).__name__}, up=True)
+        msg = msg or type(exc).__name__
+        try:
+            chan.send({"type": "error", "message": msg}, up=True)
+        except OSError:
+            # the runtime has already exited (after "ready"): stderr is all that is left
+            os.write(2, f"skiff-runc init: {msg}\n".encode())
     finally:
         os._exit(1)
 
@@ -260,9 +267,9 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
     # nothing in the container may reach this interpreter through /proc/<pid>/exe
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
     os.setsid()
-    fifo_fd = -1
-    if job.fifo_path:
-        fifo_fd = os.open(job.fifo_path, os.O_PATH | os.O_CLOEXEC)
+    fifo_fd = job.fifo_fd
+    # the host's /proc is still mounted: it names us by our host pid, as hooks expect
+    host_pid = int(os.readlink("/proc/self"))
     if "oomScoreAdj" in process:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(process["oomScoreAdj"]))
@@ -292,9 +299,9 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
             hooks["createContainer"],
             {
                 "ociVersion": spec.get("ociVersion", ""),
-                "id": "",
+                "id": job.id,
                 "status": "creating",
-                "pid": os.getpid(),
+                "pid": host_pid,
                 "bundle": job.bundle,
             },
         )
@@ -327,7 +334,7 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
         seccomp_mod.load(seccomp)
     env = _env(process)
     path = _lookup(process["args"][0], env)
-    _finalize_process(process, job.preserve_fds)
+    _finalize_process(process, job.preserve_fds, create_cwd=True)
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
     chan.send({"type": "ready"}, up=True)
@@ -347,8 +354,9 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
             hooks["startContainer"],
             {
                 "ociVersion": spec.get("ociVersion", ""),
-                "status": "running",
-                "pid": os.getpid(),
+                "id": job.id,
+                "status": "created",
+                "pid": host_pid,
                 "bundle": job.bundle,
             },
         )
@@ -398,7 +406,7 @@ def _apply_rlimits(process: Process) -> None:
         resource.setrlimit(RLIMITS[r["type"]], (r["soft"], r["hard"]))
 
 
-def _finalize_process(process: Process, preserve_fds: int) -> None:
+def _finalize_process(process: Process, preserve_fds: int, create_cwd: bool = False) -> None:
     """Close what must not leak, drop privileges, change to the working directory."""
     # every descriptor past stdio and the preserved ones closes at execve
     linux.close_range_cloexec(3 + preserve_fds)
@@ -419,6 +427,8 @@ def _finalize_process(process: Process, preserve_fds: int) -> None:
     os.setresuid(uid, uid, uid)
     linux.prctl(linux.PR_SET_KEEPCAPS, 0)
     cwd = process.get("cwd", "/")
+    if create_cwd and not os.path.isdir(cwd):
+        os.makedirs(cwd, 0o755, exist_ok=True)  # as runc does, before dropping to the user
     try:
         os.chdir(cwd)
     except FileNotFoundError:
