@@ -11,6 +11,9 @@ STATE := /run/skiff-make
 .PHONY: install apt venv images run stop test check lint typecheck layers bench runc-bats clean
 
 install: apt venv
+	@# bytecode up front: the runtime's start-up cost is measured, and
+	@# PYTHONDONTWRITEBYTECODE may be set in the environment
+	@$(BIN)/python -m compileall -q src >/dev/null
 
 apt:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
