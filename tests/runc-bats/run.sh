@@ -5,8 +5,7 @@
 #
 # Usage: tests/runc-bats/run.sh [bats filter args...]
 #   RUNC=/path/to/runtime   runtime under test (default: Debian's runc)
-#   BATS_TEST_TIMEOUT=secs  per-test timeout (default 120, so a hanging
-#                           runtime fails one test instead of the run)
+#   RUNC_BATS_FILE_TIMEOUT=secs  time limit per .bats file (default 600)
 #   RUNC_BATS_TESTS="a.bats b.bats"  only these files (default: all)
 #
 # Everything it makes lives under build/: the source package in
@@ -145,7 +144,8 @@ busybox_layer() {
 }
 
 # Newer sources than the stamp mean a rebuilt image: redo the tarballs.
-image_src_stamp=$(stat -c %Y "$IMAGES"/busybox-oci/index.json "$IMAGES"/busybox.tar 2>/dev/null | sort -n | tail -n1)
+# The stamp names the image it came from and this recipe's version.
+image_src_stamp="recipe-2 $(stat -c %Y "$IMAGES"/busybox-oci/index.json "$IMAGES"/busybox.tar 2>/dev/null | sort -n | tail -n1)"
 if [ ! -f "$BUSYBOX_XZ" ] || [ ! -f "$DEBIAN_XZ" ] ||
 	[ "$(cat "$WORK/images.stamp" 2>/dev/null)" != "$image_src_stamp" ]; then
 	tmp=$(mktemp -d "$WORK/images.XXXXXX")
@@ -154,6 +154,13 @@ if [ ! -f "$BUSYBOX_XZ" ] || [ ! -f "$DEBIAN_XZ" ] ||
 	log "busybox image from $layer"
 	mkdir -p "$tmp/rootfs"
 	tar -C "$tmp/rootfs" -xzf "$layer"
+	# Make it look like the busybox image the suite was written for
+	# (docker-library's): no /proc or /sys directories (mask.bats puts
+	# symlinks there) and no uid/gid 1000 entries (exec.bats expects
+	# `id` to print bare numbers for 1000).
+	rm -rf "$tmp/rootfs/proc" "$tmp/rootfs/sys"
+	sed -i '/^[^:]*:[^:]*:1000:/d' "$tmp/rootfs/etc/passwd"
+	sed -i '/^[^:]*:[^:]*:1000:/d' "$tmp/rootfs/etc/group"
 	tar -C "$tmp/rootfs" -cJf "$BUSYBOX_XZ.tmp" . && mv "$BUSYBOX_XZ.tmp" "$BUSYBOX_XZ"
 	# The suite's "debian" image is used only by hooks.bats, which needs a
 	# shell, grep and ldconfig in the container and /lib in the rootfs. No
@@ -169,33 +176,52 @@ if [ ! -f "$BUSYBOX_XZ" ] || [ ! -f "$DEBIAN_XZ" ] ||
 fi
 
 # --- 5. run the suite ----------------------------------------------------
+# One bats process per file, each under a time limit, so a runtime that
+# hangs costs the tests of one file (counted as failed) and not the run.
+# (bats' own BATS_TEST_TIMEOUT is not used: its watchdog is a background job
+# of the test shell, and tests that `wait` for their own jobs, as
+# events.bats does, then wait for the watchdog too.)
 name=$(basename "$RUNC")
-tap="$WORK/$name.tap"
-export RUNC BATS_TEST_TIMEOUT="${BATS_TEST_TIMEOUT:-120}"
+out="$WORK/results/$name"
+rm -rf "$out"
+mkdir -p "$out"
+export RUNC
 # No systemd cgroup driver here (the host is not booted by systemd in CI).
 unset RUNC_USE_SYSTEMD
-targets=()
+FILE_TIMEOUT="${RUNC_BATS_FILE_TIMEOUT:-600}"
+files=()
 if [ -n "${RUNC_BATS_TESTS:-}" ]; then
-	for t in $RUNC_BATS_TESTS; do targets+=("$INTEGRATION/$t"); done
+	for t in $RUNC_BATS_TESTS; do files+=("$INTEGRATION/$t"); done
 else
-	targets=("$INTEGRATION")
+	files=("$INTEGRATION"/*.bats)
 fi
-log "running $(bats --count "${targets[@]}") tests with RUNC=$RUNC (log: $tap)"
+log "running $(bats --count "${files[@]}") tests in ${#files[@]} files with RUNC=$RUNC (logs: $out)"
+total=0 passed=0 skipped=0 failed=0
 start=$(date +%s)
-# Tests with process.terminal and no console socket use the caller's
-# terminal (/dev/tty), so, as runc's own CI does, the suite runs under
-# script(1) for a pseudo-terminal; TAP goes to the file, not the pty.
-# bats exits non-zero when any test fails; the counts below are the result.
-bats_cmd=$(printf '%q ' cd "$INTEGRATION")
-bats_cmd+="&& exec bats --tap $(printf '%q ' "$@" "${targets[@]}") >$(printf '%q' "$tap") 2>&1"
-script -qec "$bats_cmd" /dev/null </dev/null >/dev/null 2>&1 || true
+for f in "${files[@]}"; do
+	base=$(basename "$f" .bats)
+	tap="$out/$base.tap"
+	count=$(bats --count "$f")
+	# Tests with process.terminal and no console socket use the caller's
+	# terminal (/dev/tty), so, as runc's own CI does, bats runs under
+	# script(1) for a pseudo-terminal; TAP goes to the file, not the pty.
+	bats_cmd="cd $(printf '%q' "$INTEGRATION") && exec timeout -k 10 $FILE_TIMEOUT"
+	bats_cmd+=" bats --tap $(printf '%q ' "$@" "$f") >$(printf '%q' "$tap") 2>&1"
+	# bats exits non-zero when any test fails; the counts are the result.
+	script -qec "$bats_cmd" /dev/null </dev/null >/dev/null 2>&1 || true
+	s=$(grep -cE '^ok [0-9]+ .*# skip' "$tap" || true)
+	p=$(($(grep -cE '^ok [0-9]+ ' "$tap" || true) - s))
+	x=$(grep -cE '^not ok [0-9]+ ' "$tap" || true)
+	grep -E '^not ok [0-9]+ ' "$tap" | sed "s/^not ok [0-9]* /  FAIL $base: /" >&2 || true
+	lost=$((count - p - s - x))
+	if [ "$lost" -gt 0 ]; then
+		log "$base: $lost tests did not report (timed out after ${FILE_TIMEOUT}s?), counted as failed"
+		x=$((x + lost))
+	fi
+	total=$((total + count)) passed=$((passed + p)) skipped=$((skipped + s)) failed=$((failed + x))
+done
 elapsed=$(($(date +%s) - start))
-
-total=$(sed -n 's/^1\.\.\([0-9]\+\)$/\1/p' "$tap" | head -n1)
-skipped=$(grep -cE '^ok [0-9]+ .*# skip' "$tap" || true)
-passed=$(($(grep -cE '^ok [0-9]+ ' "$tap" || true) - skipped))
-failed=$(grep -cE '^not ok [0-9]+ ' "$tap" || true)
-grep -E '^not ok [0-9]+ ' "$tap" | sed 's/^/  /' >&2 || true
-summary="runc-bats RUNC=$RUNC: $passed passed, $skipped skipped, $failed failed of ${total:-?}"
-echo "$summary (${elapsed}s)" >"$WORK/$name.summary"
+cat "$out"/*.tap >"$WORK/$name.tap"
+summary="runc-bats RUNC=$RUNC: $passed passed, $skipped skipped, $failed failed of $total"
+echo "$summary (${elapsed}s, $(date -u +%Y-%m-%dT%H:%MZ))" >"$WORK/$name.summary"
 echo "$summary"
