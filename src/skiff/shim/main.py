@@ -14,7 +14,6 @@ interpreter: it starts in a fork's time with every module already imported.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import socket
@@ -75,7 +74,12 @@ def parse_args(argv: list[str]) -> Args:
 
 def socket_path(address: str, namespace: str, container_id: str) -> str:
     """Where the shim listens: beside containerd's socket, under s/<hash> as containerd's shims do."""
-    digest = hashlib.sha256(f"{address}/{namespace}/{container_id}".encode()).hexdigest()
+    try:
+        # the builtin module: hashlib would load OpenSSL, about 0.6 MB per shim
+        from _sha256 import sha256  # type: ignore[import-not-found]
+    except ImportError:
+        from hashlib import sha256
+    digest = sha256(f"{address}/{namespace}/{container_id}".encode()).hexdigest()
     base = os.path.join(os.path.dirname(os.path.abspath(address)), "s")
     path = os.path.join(base, digest)
     if len(path) >= 104:  # sun_path limit
