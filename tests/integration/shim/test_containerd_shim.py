@@ -199,3 +199,50 @@ def test_shim_sigkill_leaves_task_stopped(containerd: Containerd) -> None:
     assert status in ("", "STOPPED")
     cd.ctr("task", "rm", "-f", "dead1", check=False)
     cd.ctr("container", "rm", "dead1")
+
+
+def test_terminal_through_the_pty_master(containerd: Containerd) -> None:
+    import pty
+    import select
+    import subprocess
+
+    cd = containerd
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            "ctr",
+            "--address",
+            cd.address,
+            "--namespace",
+            cd.namespace,
+            *cd.run_args("-t", "--rm", IMAGE, "tty1", "sh", "-c", "tty; echo ok-tty"),
+        ],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=cd.env,
+    )
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    data = os.read(master, 4096)
+                except OSError:
+                    break  # EIO: ctr closed the terminal
+                if not data:
+                    break
+                out += data
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(10) == 0, out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    assert b"/dev/pts/0" in out
+    assert b"ok-tty" in out
