@@ -47,6 +47,7 @@ GLOBAL OPTIONS:
    --log-format value  set the log format ('text' (default), or 'json') (default: "text")
    --root value        root directory for storage of container state (default: "/run/skiff-runc")
    --systemd-cgroup    enable systemd cgroup support (not supported)
+   --cgroup-root value where the cgroup hierarchies are mounted (skiff; default: "/sys/fs/cgroup")
    --version, -v       print the version
 """
 
@@ -129,6 +130,7 @@ GLOBAL_FLAGS: dict[str, Any] = {
     "debug": _BOOL,
     "systemd-cgroup": _BOOL,
     "criu": _VALUE,
+    "cgroup-root": _VALUE,
     "rootless": _VALUE,
     "version": _BOOL,
     "v": "version",
@@ -277,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         return log.fatal(str(e))
     root = gflags.get("root", "/run/skiff-runc")
+    cgroup_root = gflags.get("cgroup-root", "/sys/fs/cgroup")
     from skiff.errors import SkiffError
 
     try:
-        return _dispatch(cmd, flags, rest, root, log)
+        return _dispatch(cmd, flags, rest, root, cgroup_root, log)
     except UsageError as e:
         return log.fatal(str(e))
     except SkiffError as e:
@@ -305,14 +308,16 @@ def _with_prefix(cmd: str, msg: str) -> str:
     return msg
 
 
-def _dispatch(cmd: str, flags: dict[str, Any], rest: list[str], root: str, log: Log) -> int:
+def _dispatch(
+    cmd: str, flags: dict[str, Any], rest: list[str], root: str, cgroup_root: str, log: Log
+) -> int:
     if cmd == "spec":
         return _spec(flags)
     if cmd == "features":
         return _features()
     from skiff.runtime.container import Runtime
 
-    runtime = Runtime(root, debug=log.debug)
+    runtime = Runtime(root, cgroup_root=cgroup_root, debug=log.debug)
     preserve = int(flags.get("preserve-fds", 0) or 0)
     if cmd in ("create", "run"):
         cid = _need_id(cmd, rest)
