@@ -1,4 +1,4 @@
-"""Fixtures for the runtime interop tests: real daemons (Debian's dockerd and
+"""Helpers and fixtures for the runtime interop tests: real daemons (Debian's dockerd and
 containerd) on temporary roots that run containers through the OCI runtime
 under test (skiff-runc by default; $RUNTIME picks another, e.g. runc).
 

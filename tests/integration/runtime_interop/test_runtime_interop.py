@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import (
+from interop_daemons import (
     start_in_private_ns,
     stop_daemon,
     wait_for_socket,
