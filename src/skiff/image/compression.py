@@ -4,7 +4,6 @@ by their magic bytes) and gzip compression for layers we write. Image layer.
 
 from __future__ import annotations
 
-import io
 import zlib
 from typing import Any, BinaryIO
 
@@ -15,67 +14,60 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 
 
-class _Gunzip(io.RawIOBase):
-    """gzip decoder over a stream; handles multi-member files (pigz)."""
+class _Gunzip:
+    """gzip decoder over a stream; handles multi-member files (pigz).
+
+    `read` hands out each decoded chunk as zlib returns it: tarfile does
+    its own buffering, and every extra copy of a layer's bytes costs."""
 
     def __init__(self, src: BinaryIO, head: bytes) -> None:
         self._src = src
         self._pending = head
         self._z = zlib.decompressobj(31)
-        self._out = b""
         self._eof = False
         self._in_member = False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
-        while not self._out and not self._eof:
-            data = self._pending or self._src.read(_CHUNK)
-            self._pending = b""
-            if not data:
-                if self._in_member:
-                    raise InvalidArgument("truncated gzip stream")
-                self._eof = True
-                break
-            if not self._in_member and not data.lstrip(b"\0"):
-                continue  # zero padding after the last member
+    def read(self, n: int = -1) -> bytes:
+        limit = n if n > 0 else _CHUNK
+        while not self._eof:
+            if self._z.unconsumed_tail:
+                data = self._z.unconsumed_tail
+            else:
+                data = self._pending or self._src.read(_CHUNK)
+                self._pending = b""
+                if not data:
+                    if self._in_member:
+                        raise InvalidArgument("truncated gzip stream")
+                    self._eof = True
+                    break
+                if not self._in_member and not data.lstrip(b"\0"):
+                    continue  # zero padding after the last member
             self._in_member = True
             try:
-                self._out = self._z.decompress(data)
+                out = self._z.decompress(data, limit)
             except zlib.error as e:
                 raise InvalidArgument(f"invalid gzip stream: {e}")
             if self._z.eof:
                 self._pending = self._z.unused_data
                 self._z = zlib.decompressobj(31)
                 self._in_member = False
-        n = min(len(view), len(self._out))
-        view[:n] = self._out[:n]
-        self._out = self._out[n:]
-        return n
+            if out:
+                return out
+        return b""
 
 
-class _Prefixed(io.RawIOBase):
+class _Prefixed:
     """A stream with some already-read bytes put back in front."""
 
     def __init__(self, src: BinaryIO, head: bytes) -> None:
         self._src = src
         self._head = head
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buf: Any) -> int:
-        view = memoryview(buf).cast("B")
+    def read(self, n: int = -1) -> bytes:
         if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._src.read(len(view))
-        view[: len(data)] = data
-        return len(data)
+            head, self._head = self._head, b""
+            return head
+        return self._src.read(n if n > 0 else _CHUNK)
 
 
 def _read_head(src: BinaryIO, n: int) -> bytes:
@@ -88,11 +80,12 @@ def _read_head(src: BinaryIO, n: int) -> bytes:
     return head
 
 
-def decompressed(src: BinaryIO) -> BinaryIO:
-    """The uncompressed bytes of a layer blob, decoded as they are read."""
+def decompressed(src: BinaryIO) -> Any:
+    """The uncompressed bytes of a layer blob, decoded as they are read
+    (an object with `read(n)`, which may return fewer bytes than asked)."""
     head = _read_head(src, 4)
     if head.startswith(GZIP_MAGIC):
-        return io.BufferedReader(_Gunzip(src, head), _CHUNK)
+        return _Gunzip(src, head)
     if head.startswith(ZSTD_MAGIC):
         import zstandard
 
@@ -100,8 +93,8 @@ def decompressed(src: BinaryIO) -> BinaryIO:
         reader: Any = zstandard.ZstdDecompressor().stream_reader(
             raw, read_across_frames=True, read_size=_CHUNK
         )
-        return io.BufferedReader(reader, _CHUNK)
-    return io.BufferedReader(_Prefixed(src, head), _CHUNK)
+        return reader
+    return _Prefixed(src, head)
 
 
 class GzipWriter:
