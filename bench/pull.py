@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import http.client
 import json
 import os
@@ -95,15 +94,15 @@ def registry(work: Path) -> Iterator[str]:
 
 def make_image(work: Path, host: str, size: int) -> tuple[str, str]:
     """Push a one-layer image of `size` random bytes; returns (ref, layer digest)."""
+    import hashlib
+    import zlib
+
     from skiff.containerd.content import ContentStore
     from skiff.image.pull import push
     from skiff.image.registry import RegistryClient, RegistryOptions
     from skiff.oci import mediatypes as mt
     from skiff.oci.digest import Digest
     from skiff.oci.image import Descriptor, Image, Manifest
-
-    import hashlib
-    import zlib
 
     store = ContentStore(str(work / "src-content"))
     layer_path = work / "layer.tar.gz"
@@ -269,13 +268,13 @@ def main() -> int:
                 r = work / f"run{i}"
                 r.mkdir()
 
-                def download() -> None:
+                def download(r: Path = r) -> None:
                     run(["curl", "-sSf", "-o", str(r / "blob"), blob_url])
 
-                def skiff() -> None:
+                def skiff(r: Path = r) -> None:
                     run([sys.executable, __file__, "--skiff-once", ref, str(r / "skiff")])
 
-                def skopeo() -> None:
+                def skopeo(r: Path = r) -> None:
                     run(
                         [
                             "skopeo",
@@ -286,7 +285,7 @@ def main() -> int:
                         ]
                     )
 
-                def umoci() -> None:
+                def umoci(r: Path = r) -> None:
                     run(["umoci", "unpack", "--image", f"{r}/oci:1", str(r / "bundle")])
 
                 samples = {

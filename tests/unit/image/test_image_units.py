@@ -37,8 +37,10 @@ def test_decompression_is_detected(kind: str) -> None:
 
 def test_truncated_gzip_is_refused() -> None:
     blob = gzip.compress(os.urandom(100000))[:-5000]
+    out = decompressed(io.BytesIO(blob))
     with pytest.raises(InvalidArgument, match="truncated"):
-        decompressed(io.BytesIO(blob)).read()
+        while out.read(65536):
+            pass
 
 
 @pytest.mark.parametrize(
