@@ -8,7 +8,8 @@ or gRPC channel exists where unshare/setns is called.
 
 P and its children talk over two pipes with one JSON message a line:
   A -> P  {"type": "idmap"}        after unshare(CLONE_NEWUSER); P writes the maps
-  A -> P  {"type": "pid", ...}     B's pid as the host sees it
+  A -> P  {"type": "pid", ...}     B's pid as the host sees it; P answers "continue",
+                                   which B waits for, so nothing of B's overtakes it
   B -> P  {"type": "hooks"}        before pivot_root; P runs prestart/createRuntime
   B -> P  {"type": "ready"}        set up, waiting on the exec FIFO (or about to exec)
   * -> P  {"type": "error", ...}   the set-up failed; the message is shown to the user
@@ -207,6 +208,8 @@ def spawn_init(
                 b_pid = int(msg["pid"])
                 os.waitpid(a_pid, 0)
                 a_pid = 0
+                # B waits for this: no message of B's may overtake A's pid
+                chan.send({"type": "continue"}, up=False)
             elif kind == "hooks":
                 on_hooks(b_pid)
                 chan.send({"type": "hooks-done"}, up=False)
@@ -261,6 +264,8 @@ def _stage_a(job: InitJob, chan: Channel) -> None:
 
 
 def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str]]) -> None:
+    if chan.recv(up=False) is None:
+        os._exit(1)
     spec = job.spec
     process = spec.get("process", {})
     linux_cfg = spec.get("linux", {})
@@ -537,6 +542,8 @@ def spawn_exec(job: ExecJob, chan: Channel, on_child: Callable[[int], None]) -> 
             kind = msg.get("type")
             if kind == "pid":
                 b_pid = int(msg["pid"])
+                # B waits for this: no message of B's may overtake A's pid
+                chan.send({"type": "continue"}, up=False)
             elif kind == "ready":
                 return b_pid, a_pid
             elif kind == "error":
@@ -594,6 +601,8 @@ def _exec_stage_a(job: ExecJob, chan: Channel) -> None:
 
 
 def _exec_stage_b(job: ExecJob, chan: Channel) -> None:
+    if chan.recv(up=False) is None:
+        os._exit(1)
     process = job.process
     if process.get("terminal"):
         os.setsid()

@@ -1,0 +1,42 @@
+"""Rewrite the console scripts of the stdlib-only layers as lean launchers.
+
+pip's console scripts start a full interpreter (site, .pth files, the
+editable-install hook: about 3 ms). The runtime imports only the standard
+library, so its launcher runs Python isolated and without site (-I -S) and
+puts this checkout's src/ on sys.path itself. Run after `pip install -e .`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+LEAN = {
+    "skiff-runc": "skiff.runtime.cli",
+}
+
+
+def main() -> int:
+    repo = Path(__file__).resolve().parents[1]
+    bindir = Path(sys.executable).parent
+    python = bindir / "python3"
+    for name, module in LEAN.items():
+        target = bindir / name
+        text = (
+            f"#!{python} -IS\n"
+            "# a lean launcher written by tools/launchers.py: no site, stdlib only\n"
+            "import sys\n"
+            f"sys.path.insert(0, {str(repo / 'src')!r})\n"
+            f"from {module} import main\n"
+            "sys.exit(main())\n"
+        )
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
