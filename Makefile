@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-dev gcc busybox-static libseccomp2 \
 	iproute2 util-linux procps tmux runc crun containerd docker.io docker-registry \
-	skopeo umoci nftables apache2-utils
+	skopeo umoci nftables apache2-utils curl
 STATE := /run/skiff-make
 
-.PHONY: install apt venv images run stop test check lint typecheck layers bench runc-bats clean
+.PHONY: install apt venv images run stop test check lint typecheck layers bench bench-pull runc-bats clean
 
 install: apt venv
 	@# bytecode up front: the runtime's start-up cost is measured, and
@@ -57,6 +57,9 @@ check: lint typecheck layers test
 
 bench: install images
 	$(BIN)/python bench/runtime.py
+
+bench-pull: install
+	$(BIN)/python bench/pull.py
 
 runc-bats: install images
 	bash tests/runc-bats/run.sh

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from registry import Registry, run_registry
+from registry_server import Registry, run_registry
 
 from skiff.containerd.content import ContentStore
 from skiff.containerd.snapshots import SNAPSHOTTERS, Snapshotter

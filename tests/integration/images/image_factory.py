@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 
-from layers import entry, make_tar
+from tar_layers import entry, make_tar
 
 from skiff.containerd.content import ContentStore
 from skiff.oci import mediatypes as mt

@@ -12,13 +12,14 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import BUSYBOX_TAR
 
 from skiff.containerd.content import ContentStore
 from skiff.containerd.snapshots import Snapshotter
 from skiff.image import archive
 from skiff.image.unpack import unpack
 from skiff.oci.image import Image, Manifest
+
+BUSYBOX_TAR = Path(__file__).resolve().parents[3] / "build" / "images" / "busybox.tar"
 
 
 def _digests(store: ContentStore) -> set[str]:

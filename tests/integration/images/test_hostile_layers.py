@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from layers import Entry, entry, make_tar
+from tar_layers import Entry, entry, make_tar
 
 from skiff.containerd.content import ContentStore
 from skiff.containerd.snapshots import Snapshotter

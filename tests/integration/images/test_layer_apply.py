@@ -10,7 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from layers import entry, make_tar
+from tar_layers import entry, make_tar
 
 from skiff.image.layer import apply_layer
 from skiff.image.rootpath import openat2_available

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from cutting_proxy import cutting_proxy
 from image_factory import image_with_layers, index_of, random_image
-from layers import entry, make_tar
-from registry import Registry
+from registry_server import Registry
+from tar_layers import entry, make_tar
 
 from skiff.containerd.content import ContentStore
 from skiff.containerd.snapshots import OverlaySnapshotter, Snapshotter, mount_all, unmount
