@@ -156,6 +156,9 @@ class _Response:
     def read(self, n: int = -1) -> bytes:
         return self.resp.read(n) if n >= 0 else self.resp.read()
 
+    def readinto(self, buf: memoryview) -> int:
+        return self.resp.readinto(buf)
+
     def read_limited(self, limit: int) -> bytes:
         length = self.header("Content-Length")
         if length.isdigit() and int(length) > limit:
@@ -451,13 +454,15 @@ class RegistryClient:
                         break
                     else:
                         _raise_for(r, f"blob {desc.digest}")
+                    # one buffer for the whole blob: no allocation or copy per chunk
+                    buf = memoryview(bytearray(_CHUNK))
                     while writer.offset < desc.size:
-                        chunk = r.read(min(_CHUNK, desc.size - writer.offset))
-                        if not chunk:
+                        n = r.readinto(buf[: min(_CHUNK, desc.size - writer.offset)])
+                        if not n:
                             raise Unavailable(
                                 f"blob {desc.digest}: connection closed at {writer.offset} of {desc.size}"
                             )
-                        writer.write(chunk)
+                        writer.write(buf[:n])
                         if on_progress is not None:
                             on_progress("downloading", writer.offset)
             except (OSError, http.client.HTTPException, Unavailable) as e:
