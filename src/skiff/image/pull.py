@@ -80,7 +80,17 @@ class _FeedReader:
                     raise f.error
                 if self._gen == -1 and f.path:
                     self._gen = f.generation
-                    self._fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        self._fd = os.open(f.path, os.O_RDONLY | os.O_CLOEXEC)
+                    except FileNotFoundError:
+                        # committed and moved before we looked: use the blob
+                        while not f.done and f.error is None:
+                            f.cond.wait()
+                        if f.error is not None:
+                            raise f.error
+                        raise _Restarted()
+                if self._fd < 0 and f.done:
+                    raise _Restarted()  # no ingest to follow: the blob is in the store
                 if self._gen != -1 and f.generation != self._gen:
                     raise _Restarted()
                 if self._fd >= 0 and (f.offset > self._pos or f.done):
@@ -192,6 +202,14 @@ def _fetch_layers(
     report = progress or (lambda p: None)
 
     def download(i: int) -> None:
+        try:
+            fetch(i)
+        except BaseException as e:
+            feeds[i].update(error=e)  # the unpacker must not wait for it
+            raise
+        feeds[i].update(done=True)
+
+    def fetch(i: int) -> None:
         desc, feed = layers[i], feeds[i]
         if store.exists(desc.digest):
             report(
@@ -199,39 +217,28 @@ def _fetch_layers(
                     id=desc.digest, kind="layer", status="exists", done=desc.size, total=desc.size
                 )
             )
-            feed.update(done=True)
             return
         try:
             writer = _open_writer(store, f"pull-{desc.digest}", desc)
         except AlreadyExists:
-            feed.update(done=True)
-            return
-        try:
-            with writer:
-                feed.update(path=writer.data_path, offset=writer.offset)
+            return  # committed meanwhile by another pull
+        with writer:
+            feed.update(path=writer.data_path, offset=writer.offset)
 
-                def on_progress(status: str, offset: int) -> None:
-                    feed.update(offset=offset)
-                    report(
-                        Progress(
-                            id=desc.digest,
-                            kind="layer",
-                            status=status,
-                            done=offset,
-                            total=desc.size,
-                        )
+            def on_progress(status: str, offset: int) -> None:
+                feed.update(offset=offset)
+                report(
+                    Progress(
+                        id=desc.digest, kind="layer", status=status, done=offset, total=desc.size
                     )
-
-                def on_restart() -> None:
-                    feed.update(generation=feed.generation + 1, offset=0)
-
-                client.fetch_blob(
-                    ep, ref.path, desc, writer, on_progress=on_progress, on_restart=on_restart
                 )
-        except BaseException as e:
-            feed.update(error=e)
-            raise
-        feed.update(done=True)
+
+            def on_restart() -> None:
+                feed.update(generation=feed.generation + 1, offset=0)
+
+            client.fetch_blob(
+                ep, ref.path, desc, writer, on_progress=on_progress, on_restart=on_restart
+            )
         report(
             Progress(id=desc.digest, kind="layer", status="done", done=desc.size, total=desc.size)
         )

@@ -321,3 +321,40 @@ def test_oversized_manifest_is_refused(tmp: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_pull_unpacks_a_layer_chain_while_downloading(tmp: Path, registry: Registry) -> None:
+    """Five layers, downloaded three at a time and applied in order on an
+    overlay chain: whiteouts and opaque directories of upper layers win."""
+    src = ContentStore(str(tmp / "src"))
+    layers = [
+        make_tar(
+            entry("etc", "dir"), entry("etc/a", data=b"a"), entry("big", data=os.urandom(2 << 20))
+        ),
+        make_tar(entry("etc/b", data=b"b"), entry("opt", "dir"), entry("opt/old", data=b"o")),
+        make_tar(entry("etc/.wh.a"), entry("big", data=b"small now")),
+        make_tar(entry("opt", "dir"), entry("opt/.wh..wh..opq"), entry("opt/new", data=b"n")),
+        make_tar(entry("etc/c", data=b"c")),
+    ]
+    img = image_with_layers(src, layers)
+    push(client(), f"{registry.host}/chain/img:1", src, img)
+    sn = OverlaySnapshotter(str(tmp / "snap"))
+    try:
+        result = pull(
+            client(concurrency=3),
+            f"{registry.host}/chain/img:1",
+            ContentStore(str(tmp / "d")),
+            snapshotter=sn,
+        )
+        assert len(list(sn.walk())) == 5
+        view = sn.view("check", str(result.chain_id))
+        from skiff.image.unpack import mounted
+
+        with mounted(view) as root:
+            assert sorted(os.listdir(os.path.join(root, "etc"))) == ["b", "c"]
+            assert os.listdir(os.path.join(root, "opt")) == ["new"]
+            with open(os.path.join(root, "big"), "rb") as f:
+                assert f.read() == b"small now"
+        sn.remove("check")
+    finally:
+        sn.close()
