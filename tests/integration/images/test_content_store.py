@@ -100,3 +100,22 @@ def test_committed_blob_is_read_only_and_published_whole(store: ContentStore) ->
     # nothing under blobs/ but whole blobs
     for info in store.walk():
         assert Digest.from_bytes(store.read_all(info.digest)) == info.digest
+
+
+def test_same_blob_from_many_threads(store: ContentStore) -> None:
+    data = os.urandom(2_000_000)
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            assert store.write_blob(data) == Digest.from_bytes(data)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=put) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert [i.digest for i in store.walk()] == [Digest.from_bytes(data)]

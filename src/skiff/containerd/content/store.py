@@ -214,10 +214,20 @@ class ContentStore:
         exp = Digest(expected) if expected else Digest.from_bytes(data)
         if self.exists(exp):
             return exp
-        try:
-            w = self.writer(ref or f"blob-{exp}", total=len(data), expected=exp)
-        except AlreadyExists:
-            return exp
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                w = self.writer(ref or f"blob-{exp}", total=len(data), expected=exp)
+                break
+            except AlreadyExists:
+                return exp
+            except Unavailable:
+                # the same blob is being written by someone else: wait for it
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+                if self.exists(exp):
+                    return exp
         with w:
             w.truncate()
             w.write(data)
