@@ -68,6 +68,7 @@ class Runtime:
         no_pivot: bool = False,
         preserve_fds: int = 0,
         subreaper: bool = False,
+        own_console: bool = False,
     ) -> st.Container:
         from skiff.runtime import config as config_mod
         from skiff.runtime import hooks as hooks_mod
@@ -76,7 +77,7 @@ class Runtime:
         st.valid_id(container_id)
         bundle, spec = config_mod.load_bundle(bundle)
         process = spec["process"]
-        if process.get("terminal") and not console_socket:
+        if process.get("terminal") and not console_socket and not own_console:
             raise InvalidArgument(
                 "cannot allocate tty if runc will detach without setting console socket"
             )
@@ -116,6 +117,7 @@ class Runtime:
         )
         made: list[str] = []
         console_fd: int | None = None
+        console_peer = -1
         fifo_fd = -1
         try:
             fifo = os.path.join(state_dir, st.EXEC_FIFO)
@@ -130,6 +132,10 @@ class Runtime:
                 manager.apply(linux_cfg["resources"])
             if console_socket:
                 console_fd = _connect_unix(console_socket)
+            elif own_console and process.get("terminal"):
+                from skiff.runtime import tty
+
+                console_fd, console_peer = tty.socketpair()
             if subreaper:
                 from skiff.runtime import linux
 
@@ -161,6 +167,11 @@ class Runtime:
             container.data["pid"] = pid
             container.data["start_time"] = st.proc_start_time(pid)
             container.save()
+            if console_peer >= 0:
+                from skiff.runtime import tty
+
+                container.console_master = tty.receive_master(console_peer)
+                console_peer = -1
             if pid_file:
                 _write_pid_file(pid_file, pid)
             return container
@@ -183,6 +194,8 @@ class Runtime:
                 os.close(console_fd)
             if fifo_fd >= 0:
                 os.close(fifo_fd)
+            if console_peer >= 0:
+                os.close(console_peer)
 
     def start(self, container_id: str) -> None:
         container = st.Container.load(self.root, container_id)
@@ -340,7 +353,15 @@ class Runtime:
             raise InvalidArgument(
                 "cannot allocate tty if runc will detach without setting console socket"
             )
-        console_fd = _connect_unix(console_socket) if console_socket else None
+        console_peer = -1
+        if console_socket:
+            console_fd: int | None = _connect_unix(console_socket)
+        elif process.get("terminal"):
+            from skiff.runtime import tty
+
+            console_fd, console_peer = tty.socketpair()
+        else:
+            console_fd = None
         try:
             job = proc.ExecJob(
                 spec=container.spec,
@@ -363,6 +384,10 @@ class Runtime:
             except ChildProcessError:
                 pass
             return 0
+        if console_peer >= 0:
+            from skiff.runtime import tty
+
+            return tty.proxy(tty.receive_master(console_peer), a_pid)
         return _wait_forwarding(a_pid, b_pid)
 
     def run(
@@ -384,6 +409,7 @@ class Runtime:
             no_pivot=no_pivot,
             preserve_fds=preserve_fds,
             subreaper=not detach,
+            own_console=not detach,
         )
         try:
             self.start(container_id)
@@ -392,7 +418,12 @@ class Runtime:
             raise
         if detach:
             return 0
-        code = _wait_forwarding(container.pid, container.pid)
+        if container.console_master is not None:
+            from skiff.runtime import tty
+
+            code = tty.proxy(container.console_master, container.pid)
+        else:
+            code = _wait_forwarding(container.pid, container.pid)
         try:
             self.delete(container_id, force=True)
         except NotFound:

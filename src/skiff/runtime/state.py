@@ -78,6 +78,7 @@ class Container:
         self.id = container_id
         self.dir = os.path.join(root, container_id)
         self.data = data
+        self.console_master: int | None = None  # held by `run` in the foreground only
 
     @property
     def pid(self) -> int:
