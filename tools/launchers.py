@@ -29,7 +29,14 @@ def main() -> int:
             "import sys\n"
             f"sys.path.insert(0, {str(repo / 'src')!r})\n"
             f"from {module} import main\n"
-            "sys.exit(main())\n"
+            "code = main()\n"
+            "try:\n"
+            "    sys.stdout.flush()\n"
+            "    sys.stderr.flush()\n"
+            "except OSError:\n"
+            "    pass\n"
+            "# interpreter finalisation costs ~2 ms and frees nothing a process exit would not\n"
+            "__import__('os')._exit(code)\n"
         )
         tmp = target.with_suffix(".tmp")
         tmp.write_text(text)
