@@ -17,6 +17,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 TYPE_A = 1
 TYPE_PTR = 12
@@ -245,8 +246,8 @@ class DnsServer(asyncio.DatagramProtocol):
         self.server = await asyncio.start_server(self._serve_tcp, sock=self.tcp)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # the selector loop's UDP transport is not a DatagramTransport subclass
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         task = asyncio.get_running_loop().create_task(self._reply(data, addr))

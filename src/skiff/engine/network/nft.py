@@ -49,7 +49,7 @@ def render(
         "    fib daddr type local jump published",
         "  }",
         "  chain output {",
-        "    type nat hook output priority dstnat; policy accept;",
+        "    type nat hook output priority -100; policy accept;",
         # loopback is the userland proxy's, as in Docker
         "    ip daddr != 127.0.0.0/8 fib daddr type local jump published",
         "  }",

@@ -14,7 +14,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -141,8 +141,8 @@ class UdpProxy(asyncio.DatagramProtocol):
         self._reaper = loop.create_task(self._reap())
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # the selector loop's UDP transport is not a DatagramTransport subclass
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         flow = self.flows.get(addr)
