@@ -6,8 +6,11 @@ All inside namespaces each test creates (see conftest.py); no packet leaves them
 from __future__ import annotations
 
 import json
+import os
 import socket
+import struct
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import BUSYBOX, Container, Host, tcp_exchange, udp_exchange
@@ -337,3 +340,32 @@ def test_none_and_auto_subnets(host: Host) -> None:
     assert first.ipam[0].subnet == "172.17.0.0/16"
     assert second.ipam[0].subnet == "172.18.0.0/16"
     assert mgr.prune_networks() == ["auto1", "auto2"]
+
+
+def test_bind_mounted_namespace_and_dns_over_tcp(host: Host, tmp_path: Path) -> None:
+    from skiff.engine.network import create_netns, remove_netns
+
+    mgr = host.manager()
+    mgr.create_network("files", subnet="10.77.11.0/24")
+    path = str(tmp_path / "ns1")
+    inode = create_netns(path)
+    try:
+        assert os.stat(path).st_ino == inode != os.stat("/proc/thread-self/ns/net").st_ino
+        ep = mgr.attach("f" * 64, "files", path, name="filed")
+        other = host.container()
+        mgr.attach(other.id, "files", other.netns, name="other")
+        assert other.ping(ep.ip)
+
+        def ask_tcp() -> bytes:
+            q = dns.build_query(9, "filed")
+            with socket.create_connection((dns.DNS_IP, 53), 2) as s:
+                s.sendall(struct.pack("!H", len(q)) + q)
+                (n,) = struct.unpack("!H", s.recv(2))
+                return s.recv(n)
+
+        rcode, answers = dns.parse_answer(other.inside(ask_tcp))  # type: ignore[arg-type]
+        assert (rcode, answers) == (0, [(dns.TYPE_A, socket.inet_aton(ep.ip))])
+        mgr.release_container("f" * 64)
+    finally:
+        remove_netns(path)
+    assert not os.path.exists(path)

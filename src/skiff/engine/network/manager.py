@@ -468,7 +468,7 @@ class NetworkManager:
     ) -> str:
         addrs = [ep.ip for ep in self.container_endpoints(container_id) if ep.ip]
         return etcfiles.hosts_file(
-            hostname=hostname, domainname=domainname, addresses=addrs[:1], extra_hosts=extra_hosts
+            hostname=hostname, domainname=domainname, addresses=addrs, extra_hosts=extra_hosts
         )
 
     def resolv_conf(
