@@ -25,7 +25,7 @@ from skiff.containerd.client.core import (
 )
 from skiff.containerd.client.images import ResolvedImage, get_image, unpack
 from skiff.containerd.client.types import Container
-from skiff.errors import FailedPrecondition, InvalidArgument, NotFound
+from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from skiff.oci.runtime_spec import default_spec
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -169,6 +169,12 @@ def new_container(
     options: RunOptions,
 ) -> Container:
     """Create the container record with a fresh snapshot on the image."""
+    try:
+        client.get_container(container_id)
+    except NotFound:
+        pass
+    else:
+        raise AlreadyExists(f'container "{container_id}": already exists')
     image = None
     snapshot_key = ""
     if image_name:
