@@ -109,6 +109,7 @@ class NetworkManager:
         self._proxies: dict[tuple[str, str, int], TcpProxy | UdpProxy] = {}
         self._dns: dict[str, dns.DnsServer] = {}
         self._names = _Names()
+        self._applied_rules: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -174,6 +175,7 @@ class NetworkManager:
                     self._drop_endpoint(ep)
                     stale += 1
             self.store.save()
+            self._applied_rules = None  # the table may have been changed behind our back
             self._apply_rules()
             return ReconcileReport(stale, removed, True)
 
@@ -658,7 +660,11 @@ class NetworkManager:
                         p.proto, p.host_ip, p.host_port, ep.ip, p.container_port, net.bridge
                     )
                 )
-        nft.apply(nft.render(bridges, ports, hairpin_proxy=self.userland_proxy), self.nft_command)
+        text = nft.render(bridges, ports, hairpin_proxy=self.userland_proxy)
+        # an nft transaction costs ~20 ms; most attaches (no ports) change nothing
+        if text != self._applied_rules:
+            nft.apply(text, self.nft_command)
+            self._applied_rules = text
 
     def _rebuild_names(self) -> None:
         names = _Names()
