@@ -590,7 +590,9 @@ class Metadata:
     # -- leases -------------------------------------------------------------
 
     def create_lease(self, ns: str, lease_id: str, labels: Mapping[str, str]) -> Lease:
-        validate_identifier("lease", lease_id)
+        if not lease_id:
+            # containerd takes any non-empty lease id (clients add random suffixes)
+            raise InvalidArgument("lease id must not be empty")
         now = time.time_ns()
         with self.write() as db:
             self.ensure_namespace(ns)
