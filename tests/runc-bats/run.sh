@@ -5,7 +5,9 @@
 #
 # Usage: tests/runc-bats/run.sh [bats filter args...]
 #   RUNC=/path/to/runtime   runtime under test (default: Debian's runc)
-#   RUNC_BATS_FILE_TIMEOUT=secs  time limit per .bats file (default 600)
+#   RUNC_BATS_TEST_TIMEOUT=secs  a test that has run this long has its
+#                           runtime processes killed (default 120)
+#   RUNC_BATS_FILE_TIMEOUT=secs  time limit per .bats file (default 900)
 #   RUNC_BATS_TESTS="a.bats b.bats"  only these files (default: all)
 #
 # Everything it makes lives under build/: the source package in
@@ -176,8 +178,9 @@ if [ ! -f "$BUSYBOX_XZ" ] || [ ! -f "$DEBIAN_XZ" ] ||
 fi
 
 # --- 5. run the suite ----------------------------------------------------
-# One bats process per file, each under a time limit, so a runtime that
-# hangs costs the tests of one file (counted as failed) and not the run.
+# One bats process per file, each under a time limit and watched by a
+# per-test watchdog, so a runtime that hangs costs one test, at worst the
+# rest of one file (counted as failed), never the run.
 # (bats' own BATS_TEST_TIMEOUT is not used: its watchdog is a background job
 # of the test shell, and tests that `wait` for their own jobs, as
 # events.bats does, then wait for the watchdog too.)
@@ -188,7 +191,62 @@ mkdir -p "$out"
 export RUNC
 # No systemd cgroup driver here (the host is not booted by systemd in CI).
 unset RUNC_USE_SYSTEMD
-FILE_TIMEOUT="${RUNC_BATS_FILE_TIMEOUT:-600}"
+FILE_TIMEOUT="${RUNC_BATS_FILE_TIMEOUT:-900}"
+TEST_TIMEOUT="${RUNC_BATS_TEST_TIMEOUT:-120}"
+
+# Per-test time limit. When no test has finished for TEST_TIMEOUT seconds,
+# kill (by PID) the runtime processes under this file's bats process: the
+# hung command then fails its test and the rest of the file still runs.
+# After twice that with still no progress, end the file.
+watchdog() {
+	local root="$1" tap="$2" last="" same=0 pids
+	while sleep 5; do
+		local now
+		now=$(grep -cE '^(not )?ok ' "$tap" 2>/dev/null || true)
+		if [ "$now" != "$last" ]; then
+			last=$now same=0
+			continue
+		fi
+		same=$((same + 5))
+		[ "$same" -ge "$TEST_TIMEOUT" ] || continue
+		if [ "$same" -ge $((2 * TEST_TIMEOUT)) ]; then
+			# Killing the runtime was not enough (a helper such as recvtty
+			# holds bats' output open): end this file. script(1) made the
+			# process group; its leader is script's child, `timeout`.
+			local group
+			group=$(ps -o pid= --ppid "$root" | head -n1 | tr -d ' ')
+			log "$(basename "$tap" .tap) still stuck: killing its process group $group"
+			[ -n "$group" ] && kill -9 -- "-$group" 2>/dev/null || true
+			return 0
+		fi
+		pids=$(ps -e -o pid=,ppid=,args= | awk -v root="$root" -v rt="$RUNC" '
+			{ parent[$1] = $2; $1 = $1; line[$1] = $0 }
+			END {
+				for (p in parent) {
+					q = p
+					while (q in parent && q != root && q > 1) q = parent[q]
+					if (q == root && index(line[p], rt) > 0) print p
+				}
+			}')
+		if [ -n "$pids" ]; then
+			log "test $((last + 1)) of $(basename "$tap" .tap) stuck for ${same}s: killing runtime pids" $pids
+			kill -9 $pids 2>/dev/null || true
+			# A process in a frozen cgroup (cgroups.bats freezes some on
+			# purpose) takes SIGKILL only once thawed.
+			local pid cg
+			for pid in $pids; do
+				cg=$(awk -F: '$2 == "freezer" { print $3 }' "/proc/$pid/cgroup" 2>/dev/null || true)
+				if [ -n "$cg" ] && grep -qx FROZEN "/sys/fs/cgroup/freezer$cg/freezer.state" 2>/dev/null; then
+					echo THAWED >"/sys/fs/cgroup/freezer$cg/freezer.state" || true
+				fi
+				cg=$(awk -F: '$1 == "0" { print $3 }' "/proc/$pid/cgroup" 2>/dev/null || true)
+				for f in /sys/fs/cgroup/unified"$cg"/cgroup.freeze /sys/fs/cgroup"$cg"/cgroup.freeze; do
+					if [ -n "$cg" ] && grep -qx 1 "$f" 2>/dev/null; then echo 0 >"$f" || true; fi
+				done
+			done
+		fi
+	done
+}
 files=()
 if [ -n "${RUNC_BATS_TESTS:-}" ]; then
 	for t in $RUNC_BATS_TESTS; do files+=("$INTEGRATION/$t"); done
@@ -208,7 +266,13 @@ for f in "${files[@]}"; do
 	bats_cmd="cd $(printf '%q' "$INTEGRATION") && exec timeout -k 10 $FILE_TIMEOUT"
 	bats_cmd+=" bats --tap $(printf '%q ' "$@" "$f") >$(printf '%q' "$tap") 2>&1"
 	# bats exits non-zero when any test fails; the counts are the result.
-	script -qec "$bats_cmd" /dev/null </dev/null >/dev/null 2>&1 || true
+	script -qec "$bats_cmd" /dev/null </dev/null >/dev/null 2>&1 &
+	bats_pid=$!
+	watchdog "$bats_pid" "$tap" &
+	watchdog_pid=$!
+	wait "$bats_pid" || true
+	kill "$watchdog_pid" 2>/dev/null || true
+	wait "$watchdog_pid" 2>/dev/null || true
 	s=$(grep -cE '^ok [0-9]+ .*# skip' "$tap" || true)
 	p=$(($(grep -cE '^ok [0-9]+ ' "$tap" || true) - s))
 	x=$(grep -cE '^not ok [0-9]+ ' "$tap" || true)
