@@ -286,18 +286,20 @@ def spawn_floor(runs: int, warmup: int) -> Timings:
     return sample(lambda: call([true]), runs, warmup)
 
 
-def interpreter_of(script: str) -> str:
+def interpreter_of(script: str) -> list[str]:
+    """The #! line of a launcher script: interpreter and its flags (a lean
+    launcher may run Python with -I -S, which changes what start-up loads)."""
     with open(script, "rb") as f:
         first = f.readline().decode(errors="replace")
-    return first[2:].strip().split()[0] if first.startswith("#!") else sys.executable
+    return first[2:].split() if first.startswith("#!") else [sys.executable]
 
 
-def imports_of(argv: Sequence[str], python: str) -> tuple[set[str], float, int, str]:
+def imports_of(argv: Sequence[str], python: Sequence[str]) -> tuple[set[str], float, int, str]:
     """Top-level modules imported by `python -X importtime argv`, its wall
     time, exit status and last stderr line that is not an import record."""
     start = time.perf_counter()
     proc = subprocess.run(
-        [python, "-X", "importtime", *argv],
+        [python[0], "-X", "importtime", *python[1:], *argv],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -325,7 +327,7 @@ def import_report(skiff_runc: str, bundle: Path) -> list[str]:
     interpreter, bare_time, _, _ = imports_of(["-c", "pass"], python)
     site_extras = sorted(interpreter - stdlib)
     lines = [
-        f"interpreter alone ({python} -c pass): {len(interpreter)} top-level modules, "
+        f"interpreter alone ({' '.join(python)} -c pass): {len(interpreter)} top-level modules, "
         f"{bare_time * 1000:.1f} ms"
         + (f"; non-stdlib site hooks: {', '.join(site_extras)}" if site_extras else "")
     ]
@@ -414,7 +416,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         tmp = Path(tmp_name)
         bundle = tmp / "bundle"
         make_bundle(args.image, bundle, args.runc)
-        print(f"bench/runtime.py  {time.strftime('%Y-%m-%d %H:%M')}  {os.uname().release}")
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"bench/runtime.py  {time.strftime('%Y-%m-%d %H:%M')}  kernel {os.uname().release}"
+            f"  {os.cpu_count()} cpus  load {load}"
+        )
         for name, path in runtimes:
             print(f"  {name}: {path}", file=sys.stderr)
         floor = spawn_floor(args.runs, args.warmup)
