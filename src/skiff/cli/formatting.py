@@ -1,0 +1,189 @@
+"""Output formatting shared by the CLI's commands: Go's tabwriter, docker's
+units (sizes, durations), --format handling (table, json, Go templates).
+
+Part of the CLI (DESIGN.md: skiff CLI). Mirrors the docker CLI's formatter
+package so `skiff X --format ...` prints what `docker X --format ...` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from skiff.cli.gotemplate import Template, TemplateError
+
+
+def tabwrite(rows: Iterable[str], minwidth: int = 10, padding: int = 3) -> str:
+    """Align tab-separated cells like Go's tabwriter (docker: 10, 1, 3, ' ', 0).
+
+    A line's last cell (not ended by a tab) takes no part in the alignment.
+    """
+    lines = [r.split("\t") for r in rows]
+    widths: dict[int, int] = {}
+    for cells in lines:
+        for i, c in enumerate(cells[:-1]):
+            widths[i] = max(widths.get(i, minwidth), len(c) + padding)
+    out = []
+    for cells in lines:
+        parts = [c.ljust(widths[i]) for i, c in enumerate(cells[:-1])]
+        parts.append(cells[-1])
+        out.append("".join(parts))
+    return "".join(line + "\n" for line in out)
+
+
+def human_size(size: float, precision: int = 3) -> str:
+    """units.HumanSizeWithPrecision: decimal units, %.<precision>g."""
+    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    i = 0
+    while size >= 1000 and i < len(units) - 1:
+        size /= 1000.0
+        i += 1
+    return f"{size:.{precision}g}{units[i]}"
+
+
+def bytes_size(size: float) -> str:
+    """units.BytesSize: binary units, %.4g (used by stats)."""
+    units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024.0
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+def human_duration(seconds: float) -> str:
+    """units.HumanDuration."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    minutes = int(seconds / 60)
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(seconds / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def ago(unix: float) -> str:
+    return human_duration(time.time() - unix) + " ago"
+
+
+def parse_time(s: str) -> float:
+    """An RFC 3339 timestamp with nanoseconds, as the daemon writes them."""
+    if not s or s.startswith("0001-01-01"):
+        return 0.0
+    main, _, frac = s.rstrip("Z").partition(".")
+    tz = "+00:00"
+    for sep in ("+", "-"):
+        if sep in frac:
+            frac, _, rest = frac.partition(sep)
+            tz = sep + rest
+            break
+    else:
+        if len(main) > 19:
+            main, tz = main[:19], main[19:]
+    base = datetime.fromisoformat(main + tz).timestamp()
+    return base + (float("0." + frac) if frac.isdigit() else 0.0)
+
+
+def go_time(unix: float) -> str:
+    """time.Time's String() in local time: 2006-01-02 15:04:05 -0700 MST."""
+    dt = datetime.fromtimestamp(unix, UTC).astimezone()
+    return dt.strftime("%Y-%m-%d %H:%M:%S %z ") + (dt.tzname() or "UTC")
+
+
+def ellipsis(s: str, width: int) -> str:
+    if len(s) <= width:
+        return s
+    return s[: width - 1] + "…"
+
+
+def short_id(id: str) -> str:
+    return id.split(":", 1)[-1][:12]
+
+
+class Formatter:
+    """Renders objects with a docker --format: "", "table", "table TEMPLATE", "json", TEMPLATE.
+
+    Rows are dicts or objects whose attributes the template reads; headers
+    maps field names to column titles for table output.
+    """
+
+    def __init__(self, fmt: str, default_table: str, headers: dict[str, str],
+                 funcs: dict[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
+        fmt = fmt or default_table
+        self.json = fmt.strip() == "json"
+        self.table = fmt.startswith("table")
+        if self.table:
+            body = fmt[len("table") :].strip()
+            fmt = body or default_table[len("table") :].strip()
+        self.template = None if self.json else Template(unescape(fmt), funcs)
+        self.headers = headers
+
+    def render(self, rows: Iterable[Any], out: TextIO) -> None:
+        if self.json:
+            for r in rows:
+                out.write(json.dumps(as_dict(r), separators=(",", ":"), ensure_ascii=False) + "\n")
+            return
+        assert self.template is not None
+        lines = []
+        if self.table:
+            lines.append(self.template.render(HeaderRow(self.headers)))
+        for r in rows:
+            lines.append(self.template.render(r))
+        if self.table:
+            out.write(tabwrite(lines))
+        else:
+            for line in lines:
+                out.write(line + "\n")
+
+
+class HeaderRow:
+    """The header of a table: every field renders as its column title."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.h = headers
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.h.get(name, name.upper())
+
+
+def as_dict(r: Any) -> Any:
+    if isinstance(r, dict):
+        return r
+    fields = getattr(r, "FIELDS", None)
+    if fields:
+        return {f: getattr(r, f) for f in fields}
+    return r
+
+
+def unescape(fmt: str) -> str:
+    # docker's formatter turns the two-character sequences \t and \n into real ones
+    return fmt.replace("\\t", "\t").replace("\\n", "\n")
+
+
+def render_template(fmt: str, obj: Any) -> str:
+    return Template(unescape(fmt)).render(obj)
+
+
+__all__ = ["Formatter", "TemplateError", "ago", "human_duration", "human_size", "tabwrite"]

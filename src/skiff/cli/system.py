@@ -1,0 +1,397 @@
+"""`skiff system ...` and its shortcuts (version, info, events, inspect), plus
+`system df`, `system prune` and `system dial-stdio`.
+
+Part of the CLI (DESIGN.md: skiff CLI -> skiff.client -> Engine API).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from skiff.cli import formatting as fmt
+from skiff.cli.common import Cli, StatusError, parse_kv_filters, parser
+from skiff.cli.gotemplate import TemplateError
+from skiff.client import APIError, DaemonUnreachable, NotFound
+
+Command = Callable[[Cli, list[str]], int]
+
+
+def ansic(rfc3339: str) -> str:
+    """A build time as Go's time.ANSIC ("Mon Jan  2 15:04:05 2006"), local time."""
+    try:
+        t = datetime.fromtimestamp(fmt.parse_time(rfc3339)).astimezone()
+    except ValueError:
+        return rfc3339
+    return t.strftime("%a %b ") + f"{t.day:>2}" + t.strftime(" %H:%M:%S %Y")
+
+
+def cmd_version(cli: Cli, argv: list[str]) -> int:
+    from skiff import __version__
+    from skiff.client.api import MAX_API_VERSION
+
+    p = parser("version", usage="skiff version [OPTIONS]")
+    p.add_argument("-f", "--format", default="")
+    o = p.parse_args(argv)
+    client_info: dict[str, Any] = {
+        "Platform": {"Name": ""},
+        "Version": __version__,
+        "ApiVersion": MAX_API_VERSION,
+        "DefaultAPIVersion": MAX_API_VERSION,
+        "PythonVersion": platform.python_version(),
+        "Os": sys.platform,
+        "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+        "Context": cli.endpoint.context,
+    }
+    server: dict[str, Any] | None = None
+    error: Exception | None = None
+    try:
+        server = cli.client.version()
+        client_info["ApiVersion"] = cli.client.api_version
+    except (DaemonUnreachable, APIError) as e:
+        error = e
+    if o.format:
+        data = {"Client": client_info, "Server": server}
+        cli.print(fmt.render_template(o.format, data) if o.format != "json" else json.dumps(data))
+    else:
+        api = client_info["ApiVersion"]
+        if api != MAX_API_VERSION:
+            api += f" (downgraded from {MAX_API_VERSION})"
+        cli.print("Client:")
+        cli.print(f" Version:           {client_info['Version']}")
+        cli.print(f" API version:       {api}")
+        cli.print(f" Python version:    {client_info['PythonVersion']}")
+        cli.print(f" OS/Arch:           {client_info['Os']}/{client_info['Arch']}")
+        cli.print(f" Context:           {client_info['Context']}")
+        if server is not None:
+            cli.print()
+            name = (server.get("Platform") or {}).get("Name", "")
+            cli.print("Server:" + (f" {name}" if name else ""))
+            for comp in server.get("Components") or []:
+                d = comp.get("Details") or {}
+                cli.print(f" {comp.get('Name')}:")
+                if comp.get("Name") == "Engine":
+                    cli.print(f"  Version:          {comp.get('Version')}")
+                    cli.print(
+                        f"  API version:      {d.get('ApiVersion')} (minimum version {d.get('MinAPIVersion')})"
+                    )
+                    cli.print(f"  Go version:       {d.get('GoVersion')}")
+                    cli.print(f"  Git commit:       {d.get('GitCommit')}")
+                    cli.print(f"  Built:            {ansic(str(d.get('BuildTime', '')))}")
+                    cli.print(f"  OS/Arch:          {d.get('Os')}/{d.get('Arch')}")
+                    cli.print(f"  Experimental:     {d.get('Experimental')}")
+                else:
+                    cli.print(f"  Version:          {comp.get('Version')}")
+                    for k in sorted(d):
+                        cli.print(f"  {(k + ':'):<18}{d[k]}")
+    if error is not None:
+        raise error
+    return 0
+
+
+def cmd_info(cli: Cli, argv: list[str]) -> int:
+    from skiff import __version__
+
+    p = parser("info", usage="skiff info [OPTIONS]")
+    p.add_argument("-f", "--format", default="")
+    o = p.parse_args(argv)
+    if o.format:
+        info = cli.client.info()
+        cli.print(fmt.render_template(o.format, info) if o.format != "json" else json.dumps(info))
+        return 0
+    cli.print("Client:")
+    cli.print(f" Version:    {__version__}")
+    cli.print(f" Context:    {cli.endpoint.context}")
+    cli.print(" Debug Mode: false")
+    cli.print()
+    cli.print("Server:")
+    try:
+        i = cli.client.info()
+    except (DaemonUnreachable, APIError) as e:
+        cli.print(f"ERROR: {e}")
+        raise StatusError(1, "errors pretty printing info") from None
+    lines = [
+        ("Containers", i.get("Containers")),
+        (" Running", i.get("ContainersRunning")),
+        (" Paused", i.get("ContainersPaused")),
+        (" Stopped", i.get("ContainersStopped")),
+        ("Images", i.get("Images")),
+        ("Server Version", i.get("ServerVersion")),
+        ("Storage Driver", i.get("Driver")),
+    ]
+    for k, v in i.get("DriverStatus") or []:
+        lines.append((f" {k}", v))
+    lines += [
+        ("Logging Driver", i.get("LoggingDriver")),
+        ("Cgroup Driver", i.get("CgroupDriver")),
+        ("Cgroup Version", i.get("CgroupVersion")),
+        ("Runtimes", " ".join(sorted((i.get("Runtimes") or {}).keys()))),
+        ("Default Runtime", i.get("DefaultRuntime")),
+        ("Init Binary", i.get("InitBinary")),
+        ("Kernel Version", i.get("KernelVersion")),
+        ("Operating System", i.get("OperatingSystem")),
+        ("OSType", i.get("OSType")),
+        ("Architecture", i.get("Architecture")),
+        ("CPUs", i.get("NCPU")),
+        ("Total Memory", fmt.bytes_size(i.get("MemTotal") or 0)),
+        ("Name", i.get("Name")),
+        ("ID", i.get("ID")),
+        ("Docker Root Dir", i.get("DockerRootDir")),
+        ("Debug Mode", str(bool(i.get("Debug"))).lower()),
+        ("Experimental", str(bool(i.get("ExperimentalBuild"))).lower()),
+        ("Live Restore Enabled", str(bool(i.get("LiveRestoreEnabled"))).lower()),
+    ]
+    for k, v in lines:
+        cli.print(f" {k}: {'' if v is None else v}")
+    regs = (i.get("RegistryConfig") or {}).get("InsecureRegistryCIDRs") or []
+    idx = (i.get("RegistryConfig") or {}).get("IndexConfigs") or {}
+    insecure = [k for k, v in idx.items() if not v.get("Secure")] + regs
+    if insecure:
+        cli.print(" Insecure Registries:")
+        for r in insecure:
+            cli.print(f"  {r}")
+    for w in i.get("Warnings") or []:
+        cli.eprint(w)
+    return 0
+
+
+def event_line(ev: dict[str, Any]) -> str:
+    nano = ev.get("timeNano") or int(ev.get("time", 0)) * 1_000_000_000
+    t = datetime.fromtimestamp(nano // 1_000_000_000).astimezone()
+    stamp = (
+        t.strftime("%Y-%m-%dT%H:%M:%S")
+        + f".{nano % 1_000_000_000:09d}"
+        + (t.strftime("%z")[:3] + ":" + t.strftime("%z")[3:])
+    )
+    stamp = stamp.replace("+00:00", "Z")
+    actor = ev.get("Actor") or {}
+    attrs = actor.get("Attributes") or {}
+    line = f"{stamp} {ev.get('Type')} {ev.get('Action')} {actor.get('ID', '')}"
+    if attrs:
+        line += " (" + ", ".join(f"{k}={attrs[k]}" for k in sorted(attrs)) + ")"
+    return line
+
+
+def cmd_events(cli: Cli, argv: list[str]) -> int:
+    from skiff.cli.container import to_unix_param
+
+    p = parser("events", usage="skiff events [OPTIONS]")
+    p.add_argument("-f", "--filter", action="append")
+    p.add_argument("--format", default="")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    o = p.parse_args(argv)
+    stream = cli.client.events(to_unix_param(o.since), to_unix_param(o.until),
+                               parse_kv_filters(o.filter))  # fmt: skip
+    try:
+        for ev in stream:
+            if o.format == "json" or o.format == "{{json .}}":
+                cli.print(json.dumps(ev, separators=(",", ":")))
+            elif o.format:
+                cli.print(fmt.render_template(o.format, ev))
+            else:
+                cli.print(event_line(ev))
+            cli.out.flush()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_df(cli: Cli, argv: list[str]) -> int:
+    p = parser("system df", usage="skiff system df [OPTIONS]")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("--format", default="")
+    o = p.parse_args(argv)
+    df = cli.client.df()
+    images = df.get("Images") or []
+    containers = df.get("Containers") or []
+    volumes = df.get("Volumes") or []
+    cache = df.get("BuildCache") or []
+
+    def hs(size: float) -> str:
+        return fmt.human_size(size, 4)  # units.HumanSize, as docker's df
+
+    def pct(part: float, whole: float) -> str:
+        return f" ({int(part / whole * 100) if whole else 0}%)"
+
+    img_size = sum(i.get("Size", 0) for i in images)
+    img_active = sum(1 for i in images if (i.get("Containers") or 0) > 0)
+    img_recl = max(0, sum(i.get("Size", 0) for i in images if (i.get("Containers") or 0) == 0))
+    c_size = sum(c.get("SizeRw", 0) or 0 for c in containers)
+    c_active = sum(1 for c in containers if c.get("State") in ("running", "paused", "restarting"))
+    c_recl = sum(
+        c.get("SizeRw", 0) or 0
+        for c in containers
+        if c.get("State") not in ("running", "paused", "restarting")
+    )
+    v_size = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes)
+    v_active = sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount", 0) > 0)
+    v_recl = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes
+                 if (v.get("UsageData") or {}).get("RefCount", 0) == 0)  # fmt: skip
+    b_size = sum(b.get("Size", 0) for b in cache)
+    b_active = sum(1 for b in cache if b.get("InUse"))
+    b_recl = sum(b.get("Size", 0) for b in cache if not b.get("InUse") and not b.get("Shared"))
+    rows = [
+        {"Type": "Images", "TotalCount": str(len(images)), "Active": str(img_active),
+         "Size": hs(img_size), "Reclaimable": hs(img_recl) + pct(img_recl, img_size)},
+        {"Type": "Containers", "TotalCount": str(len(containers)), "Active": str(c_active),
+         "Size": hs(c_size), "Reclaimable": hs(c_recl) + (pct(c_recl, c_size) if c_size else "")},
+        {"Type": "Local Volumes", "TotalCount": str(len(volumes)), "Active": str(v_active),
+         "Size": hs(v_size), "Reclaimable": hs(v_recl) + (pct(v_recl, v_size) if v_size else "")},
+        {"Type": "Build Cache", "TotalCount": str(len(cache)), "Active": str(b_active),
+         "Size": hs(b_size), "Reclaimable": hs(b_recl)},
+    ]  # fmt: skip
+    headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+               "Reclaimable": "RECLAIMABLE"}  # fmt: skip
+    table = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
+    fmt.Formatter(o.format, table, headers).render(rows, cli.out)
+    return 0
+
+
+def cmd_prune(cli: Cli, argv: list[str]) -> int:
+    from skiff.cli.container import confirm
+
+    p = parser("system prune", usage="skiff system prune [OPTIONS]")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--volumes", action="store_true")
+    p.add_argument("--filter", action="append")
+    o = p.parse_args(argv)
+    items = ["all stopped containers", "all networks not used by at least one container"]
+    if o.volumes:
+        items.append("all anonymous volumes not used by at least one container")
+    items.append("all images without at least one container associated to them"
+                 if o.all else "all dangling images")  # fmt: skip
+    items.append("unused build cache")
+    warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
+    if not o.force and not confirm(cli, warning.rstrip("\n")):
+        return 0
+    filters = parse_kv_filters(o.filter)
+    client = cli.client
+    total = 0
+    r = client.prune_containers(filters)
+    total += r.get("SpaceReclaimed") or 0
+    if r.get("ContainersDeleted"):
+        cli.print("Deleted Containers:\n" + "\n".join(r["ContainersDeleted"]) + "\n")
+    r = client.prune_networks(filters)
+    if r.get("NetworksDeleted"):
+        cli.print("Deleted Networks:\n" + "\n".join(r["NetworksDeleted"]) + "\n")
+    if o.volumes:
+        r = client.prune_volumes(filters)
+        total += r.get("SpaceReclaimed") or 0
+        if r.get("VolumesDeleted"):
+            cli.print("Deleted Volumes:\n" + "\n".join(r["VolumesDeleted"]) + "\n")
+    r = client.prune_images({**filters, "dangling": ["false" if o.all else "true"]})
+    total += r.get("SpaceReclaimed") or 0
+    if r.get("ImagesDeleted"):
+        cli.print("Deleted Images:")
+        for item in r["ImagesDeleted"]:
+            for k, v in item.items():
+                cli.print(f"{k.lower()}: {v}")
+        cli.print()
+    cli.print(f"Total reclaimed space: {fmt.human_size(total)}")
+    return 0
+
+
+INSPECTORS: dict[str, Callable[[Any, str], Any]] = {
+    "container": lambda c, n: c.inspect_container(n),
+    "image": lambda c, n: c.inspect_image(n),
+    "volume": lambda c, n: c.inspect_volume(n),
+    "network": lambda c, n: c.inspect_network(n),
+}
+
+
+def inspect_objects(cli: Cli, argv: list[str], kind: str | None) -> int:
+    """inspect for one kind of object, or (kind None) the first kind that has the name."""
+    prog = f"{kind} inspect" if kind else "inspect"
+    p = parser(prog, usage=f"skiff {prog} [OPTIONS] NAME [NAME...]")
+    p.add_argument("-f", "--format", default="")
+    p.add_argument("-s", "--size", action="store_true")
+    if kind is None:
+        p.add_argument("--type", choices=list(INSPECTORS))
+    p.add_argument("names", nargs="+")
+    o = p.parse_args(argv)
+    kinds = [kind] if kind else ([o.type] if o.type else list(INSPECTORS))
+    found: list[Any] = []
+    missing: list[str] = []
+    for name in o.names:
+        for k in kinds:
+            try:
+                if k == "container" and o.size:
+                    found.append(cli.client.inspect_container(name, size=True))
+                else:
+                    found.append(INSPECTORS[k](cli.client, name))
+                break
+            except NotFound:
+                continue
+        else:
+            missing.append(name)
+    if o.format:
+        try:
+            for obj in found:
+                cli.print(fmt.render_template(o.format, obj) if o.format != "json"
+                          else json.dumps(obj, separators=(",", ":")))  # fmt: skip
+        except TemplateError as e:
+            raise StatusError(1, f"template parsing error: {e}") from None
+    else:
+        cli.print(json.dumps(found, indent=4, ensure_ascii=False))
+    if missing:
+        what = kind if kind and len(kinds) == 1 and o.names else "object"
+        noun = {"container": "container", "image": "image", "volume": "volume",
+                "network": "network", "object": "object"}[what]  # fmt: skip
+        raise StatusError(1, "\n".join(f"Error: No such {noun}: {m}" for m in missing))
+    return 0
+
+
+def cmd_inspect(cli: Cli, argv: list[str]) -> int:
+    return inspect_objects(cli, argv, None)
+
+
+def cmd_dial_stdio(cli: Cli, argv: list[str]) -> int:
+    """Proxy stdin/stdout to the daemon's socket (the far end of ssh:// hosts)."""
+    import os
+    import select
+
+    from skiff.client.transport import connect
+
+    stream = connect(cli.endpoint.host, cli.endpoint.tls)
+    sock = stream.sock
+    watch_in = True
+    while True:
+        rl = [sock] + ([0] if watch_in else [])
+        ready, _, _ = select.select(rl, [], [])
+        if sock in ready:
+            data = sock.recv(65536)
+            if not data:
+                return 0
+            os.write(1, data)
+        if watch_in and 0 in ready:
+            data = os.read(0, 65536)
+            if not data:
+                watch_in = False
+                stream.close_write()
+            else:
+                sock.sendall(data)
+
+
+VERBS: dict[str, Command] = {
+    "version": cmd_version,
+    "info": cmd_info,
+    "events": cmd_events,
+    "df": cmd_df,
+    "prune": cmd_prune,
+    "inspect": cmd_inspect,
+    "dial-stdio": cmd_dial_stdio,
+}
+
+
+def run(cli: Cli, verb: str, argv: list[str]) -> int:
+    cmd = VERBS.get(verb)
+    if cmd is None:
+        cli.print("Usage:  skiff system COMMAND\n\nCommands:\n  df\n  events\n  info\n  prune")
+        return 0 if verb == "--help" else 1
+    return cmd(cli, argv)

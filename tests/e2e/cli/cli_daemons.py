@@ -1,0 +1,206 @@
+"""Real daemons for the skiff CLI end-to-end tests: Debian's dockerd (and
+docker-registry) on temporary roots, in a private mount namespace with tmpfs
+over /run, /opt and /etc/docker so nothing reaches the host's system paths.
+
+This sits at the Engine API boundary of DESIGN.md, seen from the client side:
+`skiff` and the reference docker CLI both drive the same dockerd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+BUSYBOX_TAR = REPO / "build" / "images" / "busybox.tar"
+SKIFF = str(REPO / ".venv" / "bin" / "skiff")
+DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
+
+PRIVATE_NS_PRELUDE = (
+    "set -e; mount --make-rprivate /; "
+    "mount -t tmpfs -o mode=755 cli-e2e-run /run; "
+    "mount -t tmpfs -o mode=755 cli-e2e-opt /opt; "
+    "if [ -d /etc/docker ]; then mount -t tmpfs -o mode=755 cli-e2e-etc /etc/docker; fi; "
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_in_private_ns(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start argv in a new mount namespace; unshare and sh exec into argv."""
+    script = PRIVATE_NS_PRELUDE + 'exec "$@"'
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def children_of(pid: int) -> list[int]:
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry.name))
+    return kids
+
+
+def descendants(pid: int) -> list[int]:
+    out = []
+    for kid in children_of(pid):
+        out.append(kid)
+        out.extend(descendants(kid))
+    return out
+
+
+def unmount_under(d: Path) -> None:
+    targets = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4]
+        if target == str(d) or target.startswith(f"{d}/"):
+            targets.append(target)
+    for target in sorted(targets, key=len, reverse=True):
+        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+
+
+@dataclass
+class Daemon:
+    base: Path
+    sock: Path
+    proc: subprocess.Popen[bytes]
+    log: Path
+    registry_port: int
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def env(self, config_dir: Path) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "SKIFF_"))}
+        env["DOCKER_HOST"] = self.host
+        env["DOCKER_CONFIG"] = str(config_dir)
+        env["SKIFF_CONFIG"] = str(config_dir)
+        return env
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    tree = descendants(proc.pid)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def registry(base: Path) -> Iterator[tuple[int, subprocess.Popen[bytes] | None]]:
+    binary = shutil.which("docker-registry")
+    if binary is None:
+        yield 0, None
+        return
+    port = free_port()
+    config = base / "registry.yml"
+    config.write_text(
+        "version: 0.1\n"
+        "log:\n  level: error\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {base / 'registry'}\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    with open(base / "registry.log", "ab") as out:
+        proc = subprocess.Popen(
+            [binary, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            time.sleep(0.05)
+        yield port, proc
+    finally:
+        stop_process(proc, grace=5)
+
+
+@contextlib.contextmanager
+def dockerd() -> Iterator[Daemon]:
+    """Debian's dockerd on a temporary root, with busybox loaded and a registry beside it."""
+    base = Path(tempfile.mkdtemp(prefix="skiff-cli-"))
+    base.chmod(0o755)
+    try:
+        with registry(base) as (port, _):
+            sock = base / "docker.sock"
+            log = base / "dockerd.log"
+            argv = [
+                shutil.which("dockerd") or "dockerd",
+                "--data-root", str(base / "data"),
+                "--exec-root", str(base / "exec"),
+                "--pidfile", str(base / "docker.pid"),
+                "-H", f"unix://{sock}",
+                "--bridge=none", "--iptables=false", "--ip6tables=false",
+            ]  # fmt: skip
+            if port:
+                argv += ["--insecure-registry", f"127.0.0.1:{port}"]
+            proc = start_in_private_ns(argv, log)
+            daemon = Daemon(base, sock, proc, log, port)
+            try:
+                wait_ready(daemon)
+                if BUSYBOX_TAR.exists():
+                    subprocess.run(
+                        [DOCKER, "load", "-q", "-i", str(BUSYBOX_TAR)],
+                        env=daemon.env(base / "docker-cli"), check=True, capture_output=True,
+                    )  # fmt: skip
+                yield daemon
+            finally:
+                stop_process(proc)
+    finally:
+        unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def wait_ready(daemon: Daemon, timeout: float = 40) -> None:
+    deadline = time.monotonic() + timeout
+    env = daemon.env(daemon.base / "docker-cli")
+    while time.monotonic() < deadline:
+        if daemon.proc.poll() is not None:
+            raise AssertionError(f"dockerd exited:\n{daemon.log.read_text()[-4000:]}")
+        if daemon.sock.exists():
+            r = subprocess.run([DOCKER, "version"], env=env, capture_output=True, timeout=10)
+            if r.returncode == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"dockerd not ready in {timeout}s:\n{daemon.log.read_text()[-4000:]}")
+
+
+if __name__ == "__main__":
+    # A dockerd for working by hand: prints its DOCKER_HOST and waits for ctrl-c.
+    with dockerd() as d:
+        print(f"export DOCKER_HOST={d.host} REGISTRY=127.0.0.1:{d.registry_port}", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
