@@ -14,7 +14,8 @@ from skiff.errors import InvalidArgument
 
 Lookup = Callable[[str], "str | None"]
 
-_CLAUSE = re.compile(r'^\s*([A-Za-z0-9_.\-/\\]+|"[^"]*")\s*(?:(==|!=|~=)\s*(.*?))?\s*$')
+_SEG = r'(?:[A-Za-z0-9_\-/\\]+|"[^"]*")'
+_CLAUSE = re.compile(r"^\s*(" + _SEG + r"(?:\." + _SEG + r")*)\s*(?:(==|!=|~=)\s*(.*?))?\s*$")
 
 
 @dataclass(frozen=True, slots=True)
