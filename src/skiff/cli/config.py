@@ -12,12 +12,8 @@ DOCKER_CONFIG at the same directory makes both see the same contexts::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +36,8 @@ def config_dir(flag: str | None) -> Path:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -82,14 +80,17 @@ class ConfigFile:
             self.data.pop("currentContext", None)
 
 
-@dataclass
 class Context:
-    name: str
-    description: str
-    host: str
-    skip_tls_verify: bool
-    tls_files: dict[str, Path]  # ca/cert/key -> path in the store
-    meta: dict[str, Any]
+    """One stored context: its docker endpoint and the TLS files beside it."""
+
+    def __init__(self, *, name: str, description: str, host: str, skip_tls_verify: bool,
+                 tls_files: dict[str, Path], meta: dict[str, Any]) -> None:  # fmt: skip
+        self.name = name
+        self.description = description
+        self.host = host
+        self.skip_tls_verify = skip_tls_verify
+        self.tls_files = tls_files  # ca/cert/key -> path in the store
+        self.meta = meta
 
     def tls(self) -> TLSConfig | None:
         if not self.tls_files and not self.skip_tls_verify:
@@ -104,6 +105,8 @@ class Context:
 
 
 def context_id(name: str) -> str:
+    import hashlib
+
     return hashlib.sha256(name.encode()).hexdigest()
 
 
@@ -180,6 +183,8 @@ class ContextStore:
     def remove(self, name: str) -> None:
         if not self.exists(name):
             raise ConfigError(f"context {name!r} does not exist")
+        import shutil
+
         shutil.rmtree(self.meta_dir(name), ignore_errors=True)
         shutil.rmtree(self.tls_dir(name), ignore_errors=True)
 
@@ -188,11 +193,11 @@ def default_host() -> str:
     return os.environ.get("DOCKER_HOST") or DEFAULT_HOST
 
 
-@dataclass
 class Endpoint:
-    context: str
-    host: str
-    tls: TLSConfig | None
+    """The daemon this invocation talks to, and the context that named it."""
+
+    def __init__(self, context: str, host: str, tls: TLSConfig | None) -> None:
+        self.context, self.host, self.tls = context, host, tls
 
 
 def resolve_context_name(flag_context: str | None, flag_hosts: list[str],

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -208,19 +207,19 @@ def tokenize(src: str) -> list[tuple[str, str]]:
     return out
 
 
-@dataclass
 class Pipeline:
-    decl: list[str]
-    cmds: list[list[Any]]  # each command: list of operands
+    def __init__(self, decl: list[str], cmds: list[list[Any]]) -> None:
+        self.decl = decl  # variables it declares
+        self.cmds = cmds  # each command: a list of operands
 
 
-@dataclass
 class Node:
-    kind: str  # text, action, if, range, with
-    text: str = ""
-    pipe: Pipeline | None = None
-    body: list[Node] = field(default_factory=list)
-    else_body: list[Node] = field(default_factory=list)
+    def __init__(self, kind: str, text: str = "", pipe: Pipeline | None = None) -> None:
+        self.kind = kind  # text, action, if, range, with
+        self.text = text
+        self.pipe = pipe
+        self.body: list[Node] = []
+        self.else_body: list[Node] = []
 
 
 class Parser:

@@ -23,7 +23,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "inspect": ("system", "inspect"),
     "images": ("image", "ls"),
     "rmi": ("image", "rm"),
-    **{v: ("image", v) for v in "pull push tag save load import history".split()},
+    **{v: ("image", v) for v in ["pull", "push", "tag", "save", "load", "import", "history"]},
     "info": ("system", "info"),
     "version": ("system", "version"),
     "events": ("system", "events"),

@@ -7,22 +7,27 @@ Part of the CLI (DESIGN.md: skiff CLI -> skiff.client -> Engine API).
 from __future__ import annotations
 
 import json
-import platform
 import sys
 from collections.abc import Callable
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skiff.cli import formatting as fmt
 from skiff.cli.common import Cli, StatusError, parse_kv_filters, parser
-from skiff.cli.gotemplate import TemplateError
 from skiff.client import APIError, DaemonUnreachable, NotFound
+
+if TYPE_CHECKING:
+    from skiff.cli import formatting as fmt
+else:
+    from skiff.cli import lazy
+
+    fmt = lazy.module("skiff.cli.formatting")
 
 Command = Callable[[Cli, list[str]], int]
 
 
 def ansic(rfc3339: str) -> str:
     """A build time as Go's time.ANSIC ("Mon Jan  2 15:04:05 2006"), local time."""
+    from datetime import datetime
+
     try:
         t = datetime.fromtimestamp(fmt.parse_time(rfc3339)).astimezone()
     except ValueError:
@@ -37,14 +42,17 @@ def cmd_version(cli: Cli, argv: list[str]) -> int:
     p = parser("version", usage="skiff version [OPTIONS]")
     p.add_argument("-f", "--format", default="")
     o = p.parse_args(argv)
+    import os
+
+    machine = os.uname().machine
     client_info: dict[str, Any] = {
         "Platform": {"Name": ""},
         "Version": __version__,
         "ApiVersion": MAX_API_VERSION,
         "DefaultAPIVersion": MAX_API_VERSION,
-        "PythonVersion": platform.python_version(),
+        "PythonVersion": "{}.{}.{}".format(*sys.version_info[:3]),
         "Os": sys.platform,
-        "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+        "Arch": {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine),
         "Context": cli.endpoint.context,
     }
     server: dict[str, Any] | None = None
@@ -160,6 +168,8 @@ def cmd_info(cli: Cli, argv: list[str]) -> int:
 
 
 def event_line(ev: dict[str, Any]) -> str:
+    from datetime import datetime
+
     nano = ev.get("timeNano") or int(ev.get("time", 0)) * 1_000_000_000
     t = datetime.fromtimestamp(nano // 1_000_000_000).astimezone()
     stamp = (
@@ -335,7 +345,7 @@ def inspect_objects(cli: Cli, argv: list[str], kind: str | None) -> int:
             for obj in found:
                 cli.print(fmt.render_template(o.format, obj) if o.format != "json"
                           else json.dumps(obj, separators=(",", ":")))  # fmt: skip
-        except TemplateError as e:
+        except fmt.TemplateError as e:
             raise StatusError(1, f"template parsing error: {e}") from None
     else:
         cli.print(json.dumps(found, indent=4, ensure_ascii=False))

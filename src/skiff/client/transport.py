@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import IO, Any
-from urllib.parse import quote, urlencode, urlsplit
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 from skiff.client.errors import DaemonUnreachable, error_for
 
@@ -24,12 +24,17 @@ DEFAULT_HOST = "unix:///run/skiff/skiff.sock"
 SSH_REMOTE_COMMAND = "docker system dial-stdio"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class TLSConfig:
-    ca: str | None = None
-    cert: str | None = None
-    key: str | None = None
-    verify: bool = True
+    """Where the CA, client certificate and key are, and whether to verify the server."""
+
+    __slots__ = ("ca", "cert", "key", "verify")
+
+    def __init__(self, *, ca: str | None = None, cert: str | None = None,
+                 key: str | None = None, verify: bool = True) -> None:  # fmt: skip
+        self.ca, self.cert, self.key, self.verify = ca, cert, key, verify
+
+    def __repr__(self) -> str:
+        return f"TLSConfig(ca={self.ca!r}, cert={self.cert!r}, key={self.key!r}, verify={self.verify})"
 
     def context(self) -> Any:
         import ssl  # only TLS users pay for ssl
@@ -71,9 +76,31 @@ class Stream:
                 self.proc.wait()
 
 
+class HostURL:
+    """scheme://[user@]host[:port][/path], split without urllib (an import saved)."""
+
+    def __init__(self, host: str) -> None:
+        self.scheme, _, rest = host.partition("://")
+        self.netloc, slash, path = rest.partition("/")
+        self.path = slash + path
+        userinfo, at, hostport = self.netloc.rpartition("@")
+        self.username = userinfo if at else None
+        self.hostname: str | None = hostport
+        self.port: int | None = None
+        if hostport.startswith("["):
+            end = hostport.find("]")
+            self.hostname = hostport[1:end]
+            tail = hostport[end + 1 :]
+            self.port = int(tail[1:]) if tail.startswith(":") and tail[1:].isdigit() else None
+        elif ":" in hostport:
+            name, _, port = hostport.rpartition(":")
+            if port.isdigit():
+                self.hostname, self.port = name, int(port)
+
+
 def connect(host: str, tls: TLSConfig | None = None, timeout: float | None = None) -> Stream:
     """Open a byte stream to the daemon named by host."""
-    url = urlsplit(host)
+    url = HostURL(host)
     try:
         if url.scheme == "unix":
             path = url.path or url.netloc
@@ -100,6 +127,8 @@ def connect(host: str, tls: TLSConfig | None = None, timeout: float | None = Non
 
 
 def ssh_stream(hostname: str, port: int | None, user: str | None) -> Stream:
+    import subprocess
+
     ours, theirs = socket.socketpair()
     argv = [os.environ.get("SKIFF_SSH", "ssh"), "-T", "-o", "ConnectTimeout=30"]
     if port:
@@ -219,6 +248,8 @@ class Response:
 def encode_query(params: dict[str, Any] | None) -> str:
     if not params:
         return ""
+    from urllib.parse import urlencode
+
     items = []
     for k, v in params.items():
         if v is None:
@@ -230,6 +261,8 @@ def encode_query(params: dict[str, Any] | None) -> str:
 
 
 def quote_path(s: str) -> str:
+    from urllib.parse import quote
+
     return quote(s, safe="")
 
 
