@@ -37,8 +37,7 @@ CONTAINERD = shutil.which("containerd") or "/usr/bin/containerd"
 CTR = shutil.which("ctr") or "/usr/bin/ctr"
 
 PRIVATE_NS_PRELUDE = (
-    "set -e; mount --make-rprivate /; "
-    "mount -t tmpfs -o mode=755 images-e2e-run /run; "
+    "set -e; mount --make-rprivate /; mount -t tmpfs -o mode=755 images-e2e-run /run; "
 )
 
 __all__ = ["Registry", "Stack", "run_registry", "start_stack"]
@@ -95,7 +94,9 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"daemon exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            raise AssertionError(
+                f"daemon exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear:\n{log.read_text()[-4000:]}")
         time.sleep(0.05)
@@ -131,13 +132,14 @@ class Stack:
     def docker(
         self, *args: str, input: bytes | None = None, timeout: float = 60, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [DOCKER, *args],
-            env=self.env,
-            input=input.decode("latin-1") if input is not None else None,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+        raw = subprocess.run(
+            [DOCKER, *args], env=self.env, input=input, capture_output=True, timeout=timeout
+        )
+        result = subprocess.CompletedProcess(
+            raw.args,
+            raw.returncode,
+            raw.stdout.decode(errors="replace"),
+            raw.stderr.decode(errors="replace"),
         )
         if check and result.returncode != 0:
             raise AssertionError(
