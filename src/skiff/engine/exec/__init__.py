@@ -1,0 +1,1 @@
+"""skiffd's exec instances: see service.py."""

@@ -1,0 +1,1 @@
+"""skiffd's volumes (the local driver): see service.py."""
