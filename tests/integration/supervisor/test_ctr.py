@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from supervisor_daemon import IMAGE, IMAGE_OCI, IMAGE_TAR, Supervisor
+from supervisor_daemon import DAEMON, IMAGE, IMAGE_OCI, IMAGE_TAR, Supervisor
 
 
 def test_version_and_namespaces(supervisor: Supervisor) -> None:
@@ -160,6 +160,30 @@ def test_events(supervisor: Supervisor) -> None:
     try:
         time.sleep(0.5)
         supervisor.ctr(*supervisor.run_args("io.containerd.skiff.v1"), "--rm", IMAGE, "ev1", "true")
+        # the shims' fallback path: `<publish-binary> --address A publish` with an Any on stdin
+        from google.protobuf import any_pb2
+
+        from skiff.api.gen.containerd.events import task_pb2
+
+        oom = any_pb2.Any(
+            type_url="containerd.events.TaskOOM",
+            value=task_pb2.TaskOOM(container_id="oom1").SerializeToString(),
+        )
+        subprocess.run(
+            [
+                str(DAEMON),
+                "--address",
+                supervisor.address,
+                "publish",
+                "--topic",
+                "/tasks/oom",
+                "--namespace",
+                "default",
+            ],
+            input=oom.SerializeToString(),
+            check=True,
+            capture_output=True,
+        )
         time.sleep(0.5)
     finally:
         events.terminate()
@@ -174,12 +198,10 @@ def test_events(supervisor: Supervisor) -> None:
         "/containers/delete",
     ):
         assert topic in out, out
-    assert "ev1" in out
+    assert "ev1" in out and '/tasks/oom {"container_id":"oom1"}' in out
 
 
 def test_config_default_and_dump(tmp_path: Path) -> None:
-    from supervisor_daemon import DAEMON
-
     out = subprocess.run(
         [str(DAEMON), "config", "default"], capture_output=True, text=True, check=True
     ).stdout
