@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -161,10 +162,15 @@ class Supervisor:
             if self.proc is None:
                 self.start()
             for ns in self.ctr("namespaces", "ls", "-q", check=False).stdout.split():
-                for line in self.ctr("tasks", "ls", "-q", check=False, namespace=ns).stdout.split():
-                    self.ctr("tasks", "kill", "-s", "KILL", line, check=False, namespace=ns)
-                    time.sleep(0.1)
-                    self.ctr("tasks", "rm", "-f", line, check=False, namespace=ns)
+                ids = self.ctr("tasks", "ls", "-q", check=False, namespace=ns).stdout.split()
+
+                def remove(cid: str, ns: str = ns) -> None:
+                    self.ctr("tasks", "kill", "-s", "KILL", cid, check=False, namespace=ns)
+                    self.ctr("tasks", "rm", "-f", cid, check=False, namespace=ns)
+                    self.ctr("containers", "rm", cid, check=False, namespace=ns)
+
+                with ThreadPoolExecutor(max_workers=6) as pool:
+                    list(pool.map(remove, ids))
                 for cid in self.ctr(
                     "containers", "ls", "-q", check=False, namespace=ns
                 ).stdout.split():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
@@ -46,24 +47,30 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigkill_supervisor_keeps_containers(supervisor: Supervisor) -> None:
+    """Issue 4's fault test at full size: 20 containers (half on runc's shim,
+    half on ours) and one that exits while the supervisor is down."""
     supervisor.import_image()
-    n = 6
-    logs = []
-    for i in range(n):
+    n = 20
+    logs = [supervisor.tmp / f"out{i}.log" for i in range(n)]
+
+    def run(i: int) -> None:
         runtime = "io.containerd.skiff.v1" if i % 2 else "io.containerd.runc.v2"
-        log = supervisor.tmp / f"out{i}.log"
-        logs.append(log)
         supervisor.ctr(
             *supervisor.run_args(runtime),
             "-d",
             "--log-uri",
-            f"file://{log}",
+            f"file://{logs[i]}",
             IMAGE,
             f"r{i}",
             "sh",
             "-c",
             "while true; do echo tick; sleep 0.2; done",
         )
+
+    # started side by side: the daemon serves concurrent creates, and the
+    # test stays fast
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        list(pool.map(run, range(n)))
     supervisor.ctr(
         *supervisor.run_args("io.containerd.skiff.v1"),
         "-d",
@@ -75,13 +82,14 @@ def test_sigkill_supervisor_keeps_containers(supervisor: Supervisor) -> None:
     )
     before = supervisor.tasks()
     assert all(before[f"r{i}"][1] == "RUNNING" for i in range(n))
+    assert before["short"][1] == "RUNNING"
     supervisor.kill()
     # while it is down: nothing stops, output keeps flowing, "short" exits
     sizes = [log.stat().st_size for log in logs]
-    time.sleep(2)
+    _wait_for(lambda: not _alive(before["short"][0]))
+    time.sleep(1)
     assert all(_alive(before[f"r{i}"][0]) for i in range(n))
     assert all(log.stat().st_size > size for log, size in zip(logs, sizes, strict=True))
-    assert not _alive(before["short"][0])
     supervisor.start()
     after = supervisor.tasks()
     for i in range(n):
@@ -94,6 +102,10 @@ def test_sigkill_supervisor_keeps_containers(supervisor: Supervisor) -> None:
             tpb.WaitRequest(container_id="short"), metadata=NS, timeout=10
         )
         assert wait.exit_status == 7
+    # and the output still reaches its files after the restart
+    sizes = [log.stat().st_size for log in logs]
+    time.sleep(0.6)
+    assert all(log.stat().st_size > size for log, size in zip(logs, sizes, strict=True))
 
 
 def test_sigkill_shim_reports_stopped(supervisor: Supervisor) -> None:
