@@ -1,0 +1,60 @@
+"""pytest fixtures for the skiff CLI e2e tests: one dockerd per session, a fresh
+config directory per test, and runners for `skiff` and the reference `docker`
+CLI pointed at the same daemon."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cli_daemons import BUSYBOX_TAR, DOCKER, SKIFF, Daemon, dockerd
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def daemon() -> Iterator[Daemon]:
+    if os.geteuid() != 0:
+        pytest.skip("the CLI e2e tests start Debian's dockerd and need root")
+    for binary in ("dockerd", "unshare"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} is not installed")
+    if not BUSYBOX_TAR.exists():
+        pytest.skip(f"{BUSYBOX_TAR} is missing: run `make images`")
+    with dockerd() as d:
+        yield d
+
+
+@pytest.fixture
+def config_dir() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="skiff-cli-config-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def runner(binary: str, daemon: Daemon, config_dir: Path) -> Runner:
+    def run(*args: str, input: str | None = None, timeout: float = 60,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        e = daemon.env(config_dir)
+        e.update(env or {})
+        return subprocess.run([binary, *args], input=input, env=e, capture_output=True,
+                              text=True, timeout=timeout)  # fmt: skip
+
+    return run
+
+
+@pytest.fixture
+def skiff(daemon: Daemon, config_dir: Path) -> Runner:
+    return runner(SKIFF, daemon, config_dir)
+
+
+@pytest.fixture
+def docker(daemon: Daemon, config_dir: Path) -> Runner:
+    return runner(DOCKER, daemon, config_dir / "docker")
