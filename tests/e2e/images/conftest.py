@@ -9,13 +9,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from images_daemons import BUSYBOX_TAR, Registry, Stack, run_registry, start_stack
+from images_daemons import (
+    BUSYBOX_TAR,
+    SUPERVISORS,
+    Registry,
+    Stack,
+    run_registry,
+    start_stack,
+)
 
 
-@pytest.fixture
-def stack() -> Iterator[Stack]:
-    """containerd + skiffd on temporary roots, stopped and removed afterwards."""
-    with start_stack() as s:
+@pytest.fixture(params=SUPERVISORS)
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A supervisor (Debian's containerd, then skiff-containerd) and skiffd over
+    it on temporary roots, stopped and removed afterwards."""
+    with start_stack(supervisor=request.param) as s:
         yield s
 
 

@@ -40,7 +40,7 @@ PRIVATE_NS_PRELUDE = (
     "set -e; mount --make-rprivate /; mount -t tmpfs -o mode=755 images-e2e-run /run; "
 )
 
-__all__ = ["Registry", "Stack", "run_registry", "start_stack"]
+__all__ = ["SUPERVISORS", "Registry", "Stack", "run_registry", "start_stack"]
 
 
 def start_in_private_ns(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
@@ -117,6 +117,7 @@ class Stack:
     base: Path
     containerd_sock: Path
     skiffd_sock: Path
+    supervisor: str = "containerd"
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -163,8 +164,15 @@ class Stack:
             return ""
 
 
+SKIFF_CONTAINERD = str(REPO / ".venv" / "bin" / "skiff-containerd")
+SUPERVISORS = ("containerd", "skiff-containerd")
+
+
 @contextlib.contextmanager
-def start_stack(extra_args: list[str] | None = None) -> Iterator[Stack]:
+def start_stack(
+    extra_args: list[str] | None = None, supervisor: str = "containerd"
+) -> Iterator[Stack]:
+    """skiffd over `supervisor`: Debian's containerd 1.6 or skiff-containerd."""
     if os.geteuid() != 0:
         pytest.skip("the image e2e tests start containerd and skiffd and need root")
     for binary in (CONTAINERD, CTR, DOCKER, SKIFFD):
@@ -172,7 +180,7 @@ def start_stack(extra_args: list[str] | None = None) -> Iterator[Stack]:
             pytest.skip(f"{binary} is not installed")
     base = Path(tempfile.mkdtemp(prefix="skiff-img-"))
     base.chmod(0o755)
-    stack = Stack(base, base / "containerd.sock", base / "skiff.sock")
+    stack = Stack(base, base / "containerd.sock", base / "skiff.sock", supervisor)
     try:
         config = base / "containerd.toml"
         config.write_text(
@@ -190,7 +198,16 @@ def start_stack(extra_args: list[str] | None = None) -> Iterator[Stack]:
             '  address = ""\n'
         )
         clog = base / "containerd.log"
-        stack.procs.append(start_in_private_ns([CONTAINERD, "--config", str(config)], clog))
+        if supervisor == "skiff-containerd":
+            argv = [
+                SKIFF_CONTAINERD,
+                "--address", str(stack.containerd_sock),
+                "--root", f"{base}/containerd-root",
+                "--state", f"{base}/containerd-state",
+            ]  # fmt: skip
+        else:
+            argv = [CONTAINERD, "--config", str(config)]
+        stack.procs.append(start_in_private_ns(argv, clog))
         wait_for(stack.containerd_sock, stack.procs[0], clog)
         slog = base / "skiffd.log"
         (base / "daemon.json").write_text(json.dumps({}))

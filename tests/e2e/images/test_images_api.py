@@ -62,7 +62,7 @@ def test_raw_pull_progress_and_auth(stack: Stack, busybox_tar: Path, busybox_id:
         assert "error" not in lines[-1], lines
         assert lines[-1]["aux"]["Tag"] == "v1"
         digest = lines[-1]["aux"]["Digest"]
-        with start_stack() as fresh:
+        with start_stack(supervisor=stack.supervisor) as fresh:
             fc = client(fresh)
             with pytest.raises(docker.errors.APIError) as denied:
                 fc.api.pull(name, tag="v1")

@@ -186,7 +186,7 @@ def test_push_then_pull_in_a_fresh_engine(
     repo_digests = inspect(stack, name)["RepoDigests"]
     assert isinstance(repo_digests, list)
     pushed_digest = [d for d in repo_digests if d.startswith(registry.host)]
-    with start_stack() as fresh:
+    with start_stack(supervisor=stack.supervisor) as fresh:
         out = fresh.docker("pull", name).stdout
         assert "v1: Pulling from e2e/busybox" in out
         assert "Pull complete" in out
