@@ -168,20 +168,17 @@ def cmd_images(cli: Cli, argv: list[str]) -> int:
         filters.setdefault("reference", []).append(o.repository)
     images = cli.client.images(all=o.all, filters=filters)
     images.sort(key=lambda i: i.get("Created", 0), reverse=True)
+    rows = image_rows(images, not o.no_trunc, o.digests)
     if o.quiet and not o.format:
-        seen = []
-        for img in images:
-            iid = img["Id"] if o.no_trunc else fmt.short_id(img["Id"])
-            if iid not in seen:
-                seen.append(iid)
-                cli.print(iid)
+        # one line per row, as docker's "{{.ID}}" format: an image with two tags twice
+        for r in rows:
+            cli.print(r["ID"])
         return 0
     default = IMAGE_TABLE
     if o.digests:
         default = (
             "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
         )
-    rows = image_rows(images, not o.no_trunc, o.digests)
     fmt.Formatter(o.format, default, IMAGE_HEADERS).render(rows, cli.out)
     return 0
 

@@ -58,3 +58,10 @@ def skiff(daemon: Daemon, config_dir: Path) -> Runner:
 @pytest.fixture
 def docker(daemon: Daemon, config_dir: Path) -> Runner:
     return runner(DOCKER, daemon, config_dir / "docker")
+
+
+def skiff_bytes(daemon: Daemon, config_dir: Path, *args: str) -> bytes:
+    """Run skiff for binary output (save, export, cp to -) and return its stdout."""
+    r = subprocess.run([SKIFF, *args], env=daemon.env(config_dir), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 from cli_daemons import SKIFF
-from cli_fixtures import Runner
+from cli_daemons import Daemon
+from cli_fixtures import Runner, skiff_bytes
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
 
@@ -218,7 +219,9 @@ def test_attach_non_tty(skiff: Runner) -> None:
         skiff("rm", "-f", n)
 
 
-def test_cp_both_ways(skiff: Runner, docker: Runner, tmp_path: Path) -> None:
+def test_cp_both_ways(
+    skiff: Runner, docker: Runner, daemon: Daemon, config_dir: Path, tmp_path: Path
+) -> None:
     n = name()
     ok(skiff("run", "-d", "--name", n, "busybox", "sleep", "300"))
     try:
@@ -243,7 +246,7 @@ def test_cp_both_ways(skiff: Runner, docker: Runner, tmp_path: Path) -> None:
         assert (out / "copied" / "sub" / "f").read_text() == "nested"
         ok(skiff("cp", f"{n}:/tmp/dir", str(out)))
         assert (out / "dir" / "sub" / "f").read_text() == "nested"
-        tar_listing = subprocess.run(["tar", "-t"], input=skiff_bytes(skiff, "cp", f"{n}:/tmp/hello.txt", "-"),
+        tar_listing = subprocess.run(["tar", "-t"], input=skiff_bytes(daemon, config_dir, "cp", f"{n}:/tmp/hello.txt", "-"),
                                      capture_output=True, check=True).stdout  # fmt: skip
         assert tar_listing == b"hello.txt\n"
         s, d = (
@@ -253,13 +256,6 @@ def test_cp_both_ways(skiff: Runner, docker: Runner, tmp_path: Path) -> None:
         assert (s.returncode, s.stderr) == (d.returncode, d.stderr)
     finally:
         skiff("rm", "-f", n)
-
-
-def skiff_bytes(skiff: Runner, *args: str) -> bytes:
-    # the runner decodes text; re-encoding is exact for the ASCII tar headers used here
-    r = skiff(*args)
-    assert r.returncode == 0, r.stderr
-    return r.stdout.encode("utf-8", "surrogateescape")
 
 
 def test_stop_kill_restart_rm(skiff: Runner, docker: Runner) -> None:
@@ -359,7 +355,7 @@ def test_events_while_container_runs(skiff: Runner, daemon: object, config_dir: 
     lines = ok(
         skiff("events", "--since", "60s", "--until", "0s", "--filter", f"container={n}")
     ).splitlines()
-    assert any(f" container start " in line and f"name={n}" in line for line in lines)
+    assert any(" container start " in line and f"name={n}" in line for line in lines)
 
 
 def test_volumes_system_df_info(skiff: Runner, docker: Runner) -> None:
