@@ -272,3 +272,26 @@ def test_prune_moved_tag_and_events(stack: Stack, tmp_path: Path, busybox_tar: P
     ).stdout.split()  # fmt: skip
     for action in ("import", "load", "tag", "untag", "delete", "prune"):
         assert action in events, events
+
+
+def test_rmi_of_an_image_a_container_uses(stack: Stack, busybox_tar: Path, busybox_id: str) -> None:
+    load_busybox(stack, busybox_tar)
+    container = stack.docker("create", "busybox", "true").stdout.strip()
+    refused = stack.docker("rmi", "busybox", check=False)
+    assert refused.returncode != 0
+    assert (
+        f"container {container[:12]} is using its referenced image {busybox_id[7:19]}"
+        in refused.stderr
+    )
+    refused = stack.docker("rmi", busybox_id[7:19], check=False)
+    assert f"image is being used by stopped container {container[:12]}" in refused.stderr
+    # forced: the name goes, the image stays (nameless) while the container holds it
+    out = stack.docker("rmi", "-f", "busybox").stdout
+    assert "Untagged: busybox:latest" in out and "Deleted" not in out
+    rows = images_json(stack, "-a")
+    assert [(r["Repository"], r["ID"]) for r in rows] == [("<none>", busybox_id[7:19])]
+    assert "Total reclaimed space: 0B" in stack.docker("image", "prune", "-f").stdout
+    stack.docker("rm", container)
+    out = stack.docker("image", "prune", "-f").stdout
+    assert f"deleted: {busybox_id}" in out
+    assert images_json(stack, "-a") == []
