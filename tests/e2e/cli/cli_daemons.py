@@ -91,6 +91,8 @@ class Daemon:
     proc: subprocess.Popen[bytes]
     log: Path
     registry_port: int
+    tls_port: int = 0
+    tls_dir: Path | None = None  # ca.pem, cert.pem, key.pem of a client the daemon trusts
 
     @property
     def host(self) -> str:
@@ -167,8 +169,16 @@ def dockerd() -> Iterator[Daemon]:
             ]  # fmt: skip
             if port:
                 argv += ["--insecure-registry", f"127.0.0.1:{port}"]
+            tls_port, tls_dir = 0, None
+            if make_certs(base / "tls"):
+                # mutual TLS on a second listener, for the TCP+TLS context tests
+                tls_port, tls_dir = free_port(), base / "tls" / "client"
+                t = base / "tls"
+                argv += ["-H", f"tcp://127.0.0.1:{tls_port}", "--tlsverify",
+                         "--tlscacert", str(t / "ca.pem"), "--tlscert", str(t / "server-cert.pem"),
+                         "--tlskey", str(t / "server-key.pem")]  # fmt: skip
             proc = start_in_private_ns(argv, log)
-            daemon = Daemon(base, sock, proc, log, port)
+            daemon = Daemon(base, sock, proc, log, port, tls_port, tls_dir)
             try:
                 wait_ready(daemon)
                 if BUSYBOX_TAR.exists():
@@ -182,6 +192,38 @@ def dockerd() -> Iterator[Daemon]:
     finally:
         unmount_under(base)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def make_certs(d: Path) -> bool:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, by openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return False
+    d.mkdir(parents=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=d, check=True, capture_output=True)
+
+    run("req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=skiff e2e CA")  # fmt: skip
+    for name, usage, cn in (
+        ("server", "serverAuth", "127.0.0.1"),
+        ("client", "clientAuth", "client"),
+    ):
+        (d / f"{name}.ext").write_text(
+            f"extendedKeyUsage={usage}\n"
+            + ("subjectAltName=IP:127.0.0.1\n" if name == "server" else "")
+        )
+        run("req", *ec, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+            "-CAcreateserial", "-out", f"{name}-cert.pem", "-days", "2", "-extfile", f"{name}.ext")  # fmt: skip
+    client = d / "client"
+    client.mkdir()
+    shutil.copy(d / "ca.pem", client / "ca.pem")
+    shutil.copy(d / "client-cert.pem", client / "cert.pem")
+    shutil.copy(d / "client-key.pem", client / "key.pem")
+    return True
 
 
 def wait_ready(daemon: Daemon, timeout: float = 40) -> None:

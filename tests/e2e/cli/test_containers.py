@@ -9,8 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from cli_daemons import SKIFF
-from cli_daemons import Daemon
+from cli_daemons import SKIFF, Daemon
 from cli_fixtures import Runner, skiff_bytes
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]
