@@ -8,7 +8,7 @@ APT_PACKAGES := python3 python3-venv python3-dev gcc busybox-static libseccomp2 
 	skopeo umoci nftables apache2-utils curl
 STATE := /run/skiff-make
 
-.PHONY: install apt venv images run stop test check lint typecheck layers bench bench-pull runc-bats clean
+.PHONY: install apt venv images run stop test check lint typecheck layers bench bench-pull bench-engine runc-bats clean
 
 install: apt venv
 	@# bytecode up front: the runtime's start-up cost is measured, and
@@ -60,6 +60,9 @@ bench: install images
 
 bench-pull: install
 	$(BIN)/python bench/pull.py
+
+bench-engine: install images
+	$(BIN)/python bench/engine.py
 
 runc-bats: install images
 	bash tests/runc-bats/run.sh

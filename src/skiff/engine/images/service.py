@@ -165,6 +165,7 @@ class ImageService:
         self._usage: dict[tuple[str, str], int] = {}  # (snapshotter, chain id) -> bytes
         self._tag_times: dict[str, datetime] = {}
         self._mutate = asyncio.Lock()  # tag moves and deletes, one at a time
+        self._up = False
 
     # -- lifecycle -------------------------------------------------------
 
@@ -183,7 +184,26 @@ class ImageService:
             return self._session
 
     async def start(self) -> None:
+        self._up = True  # the daemon starts services once the supervisor answers
         await asyncio.to_thread(self.session)
+
+    async def connected(self) -> None:
+        """Wait (up to a minute) for the supervisor: requests can arrive while
+        skiffd is still finding or starting it."""
+        if self._up:
+            return
+        from skiff.engine.supervisor import listening
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while True:
+            address = self.daemon.supervisor.address
+            if address and await asyncio.to_thread(listening, address):
+                self._up = True
+                return
+            if loop.time() > deadline:
+                raise Unavailable("the supervisor does not answer")
+            await asyncio.sleep(0.05)
 
     async def stop(self) -> None:
         if self._channel is not None:
@@ -325,15 +345,19 @@ class ImageService:
         raise NotFound(f"No such image: {ref.familiar() if ref is not None else name_or_id}")
 
     async def views(self) -> list[ImageView]:
+        await self.connected()
         return await asyncio.to_thread(self._views)
 
     async def find(self, name_or_id: str) -> ImageView:
+        await self.connected()
         view, _ = await asyncio.to_thread(lambda: self._find(name_or_id, self.session()))
         return view
 
     # -- the API for the other services ------------------------------------
 
     async def resolve(self, ref_or_id: str) -> ResolvedImage:
+        await self.connected()
+
         def run() -> ResolvedImage:
             s = self.session()
             view, name = self._find(ref_or_id, s)
@@ -347,6 +371,7 @@ class ImageService:
         self, image: ResolvedImage | str, snapshotter: str = DEFAULT_SNAPSHOTTER
     ) -> str:
         """Unpack every layer not yet unpacked; returns the top chain id."""
+        await self.connected()
         resolved = image if isinstance(image, ResolvedImage) else await self.resolve(image)
 
         def run() -> str:
@@ -370,6 +395,7 @@ class ImageService:
         return {"Images": len(ids)}
 
     async def disk_usage(self) -> dict[str, Any]:
+        await self.connected()
         from skiff.engine.images.views import summary
 
         views = await self.views()
@@ -505,6 +531,7 @@ class ImageService:
     # -- tag ---------------------------------------------------------------
 
     async def tag(self, source: str, repo: str, tag: str) -> str:
+        await self.connected()
         if not repo:
             raise InvalidArgument("repository name must have at least one component")
         text = f"{repo}:{tag}" if tag else repo
@@ -534,6 +561,7 @@ class ImageService:
     async def delete(
         self, name_or_id: str, force: bool = False, prune: bool = True
     ) -> list[dict[str, str]]:
+        await self.connected()
         async with self._mutate:
             return await asyncio.to_thread(self._delete, name_or_id, force)
 
@@ -595,6 +623,7 @@ class ImageService:
         return out
 
     async def prune(self, filters: dict[str, set[str]]) -> dict[str, Any]:
+        await self.connected()
         from skiff.engine.images.views import label_matches, parse_bool_filter, parse_time
 
         for key in filters:
@@ -652,6 +681,7 @@ class ImageService:
     ) -> PullPlan:
         """Parse and fetch the manifest: errors here are plain HTTP errors,
         before any progress has been streamed."""
+        await self.connected()
         text = image
         if tag:
             text = f"{image}@{tag}" if tag.startswith(("sha256:", "sha512:")) else f"{image}:{tag}"
@@ -816,6 +846,7 @@ class ImageService:
         self.daemon.events.emit("image", "pull", ref.familiar(), {"name": repo_name})
 
     async def prepare_push(self, name: str, tag: str) -> list[ImageRecord]:
+        await self.connected()
         text = f"{name}:{tag}" if tag else name
         try:
             ref = parse_reference(text, default_tag=False)
@@ -889,6 +920,8 @@ class ImageService:
     # -- save, load, import --------------------------------------------------
 
     async def prepare_save(self, names: Sequence[str]) -> list[tuple[str, Descriptor, str]]:
+        await self.connected()
+
         def run() -> list[tuple[str, Descriptor, str]]:
             s = self.session()
             out = []
@@ -937,6 +970,7 @@ class ImageService:
 
     async def spool(self, body: AsyncIterator[bytes]) -> str:
         """The request body in a temporary file (archives are read twice)."""
+        await self.connected()
         tmp = self._tmpdir()
         path = os.path.join(tmp, "body")
         f = open(path, "wb")  # noqa: SIM115 (closed below, written from the loop)
