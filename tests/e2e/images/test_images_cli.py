@@ -295,3 +295,56 @@ def test_rmi_of_an_image_a_container_uses(stack: Stack, busybox_tar: Path, busyb
     out = stack.docker("image", "prune", "-f").stdout
     assert f"deleted: {busybox_id}" in out
     assert images_json(stack, "-a") == []
+
+
+def test_load_oci_layout_archives(
+    stack: Stack, busybox_id: str, busybox_tar: Path, tmp_path: Path
+) -> None:
+    layout = busybox_tar.parent / "busybox-oci"
+    if not layout.is_dir():
+        pytest.skip(f"{layout} is missing: run `make images`")
+    named = tmp_path / "named.tar"
+    with tarfile.open(named, "w") as tar:
+        for entry in ("oci-layout", "index.json", "blobs"):
+            tar.add(layout / entry, arcname=entry)
+    out = stack.docker("load", "-i", str(named)).stdout
+    assert "Loaded image: busybox:latest" in out
+    assert inspect(stack, "busybox")["Id"] == busybox_id
+    # the same layout with no name in its index: loaded by ID, nameless
+    stack.docker("rmi", "busybox")
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"][0]["annotations"] = {}
+    unnamed = tmp_path / "unnamed.tar"
+    with tarfile.open(unnamed, "w") as tar:
+        tar.add(layout / "oci-layout", arcname="oci-layout")
+        tar.add(layout / "blobs", arcname="blobs")
+        data = json.dumps(index).encode()
+        info = tarfile.TarInfo("index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    out = stack.docker("load", "-i", str(unnamed)).stdout
+    assert f"Loaded image ID: {busybox_id}" in out
+    rows = images_json(stack)
+    assert [(r["Repository"], r["ID"]) for r in rows] == [("<none>", busybox_id[7:19])]
+
+
+def test_pull_through_a_registry_mirror(
+    registry: Registry, busybox_tar: Path, busybox_id: str
+) -> None:
+    # the mirror holds docker.io's library/busybox; no other network is needed
+    import subprocess
+
+    subprocess.run(
+        [
+            "skopeo", "copy", "--dest-tls-verify=false", "--quiet",
+            f"docker-archive:{busybox_tar}", f"docker://{registry.host}/library/busybox:latest",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with start_stack(["--registry-mirror", f"http://{registry.host}"]) as stack:
+        out = stack.docker("pull", "busybox").stdout
+        assert "latest: Pulling from library/busybox" in out
+        assert "Status: Downloaded newer image for busybox:latest" in out
+        assert inspect(stack, "busybox")["Id"] == busybox_id
+        info = json.loads(stack.docker("info", "--format", "{{json .RegistryConfig}}").stdout)
+        assert info["Mirrors"] == [f"http://{registry.host}"]
