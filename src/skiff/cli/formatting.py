@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from skiff.cli.gotemplate import Template, TemplateError  # noqa: F401  (re-exported)
+from skiff.cli.gotemplate import Template, TemplateError
 
 
 def tabwrite(rows: Iterable[str], minwidth: int = 10, padding: int = 3) -> str:

@@ -112,11 +112,17 @@ def stats(cli: Cli, argv: list[str]) -> int:
             return 1
         formatter.render([latest[n] for n in names if n in latest], cli.out)
         return 0
+    drawn = False
+    first_deadline = time.monotonic() + 5
     try:
         while True:
-            time.sleep(1.0 if latest else 0.2)
+            time.sleep(1.0 if drawn else 0.1)
             with lock:
                 rows = [latest[n] for n in names if n in latest]
+            alive = any(t.is_alive() for t in threads)
+            if not drawn and len(rows) < len(names) and alive and time.monotonic() < first_deadline:
+                continue  # the first screen waits (a little) for every container's first sample
+            drawn = True
             if cli.out_is_tty():
                 cli.out.write("\033[2J\033[H")
             formatter.render(rows, cli.out)
