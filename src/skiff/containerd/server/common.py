@@ -1,52 +1,41 @@
 """What every adapter shares: the request context from gRPC metadata, error
-mapping (skiff.errors -> gRPC status), and protobuf conversions."""
+mapping (skiff.errors -> RpcStatus, which either gRPC server sends), and
+protobuf conversions. Imports no gRPC library."""
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-import grpc
 from google.protobuf import any_pb2, timestamp_pb2
 
 from skiff.api.gen.containerd.types import descriptor_pb2, mount_pb2
 from skiff.containerd.metadata.db import AnyValue
+from skiff.containerd.server.rpc import RpcStatus, status_of
 from skiff.containerd.services.context import LEASE_KEY, NAMESPACE_KEY, request_context
 from skiff.containerd.snapshots import Mount
-from skiff.errors import SkiffError
 from skiff.ttrpc import task as tt
 
-log = logging.getLogger("skiff.containerd.server")
-
-_CODES = {c.value[0]: c for c in grpc.StatusCode}
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
-    if isinstance(exc, SkiffError):
-        return _CODES.get(exc.grpc_code, grpc.StatusCode.UNKNOWN), str(exc)
-    log.exception("unexpected error")
-    return grpc.StatusCode.UNKNOWN, f"{type(exc).__name__}: {exc}"
-
-
-def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+def _metadata(context: Any) -> dict[str, str]:
     return {k: v for k, v in context.invocation_metadata() if isinstance(v, str)}
 
 
 def unary(fn: F) -> F:
-    """Run a unary handler inside the request's namespace and lease context."""
+    """Run a unary handler inside the request's namespace and lease context;
+    any failure leaves as an RpcStatus, which either server sends."""
 
     @functools.wraps(fn)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    def wrapper(self: Any, request: Any, context: Any) -> Any:
         md = _metadata(context)
         try:
             with request_context(md.get(NAMESPACE_KEY), md.get(LEASE_KEY)):
                 return fn(self, request, context)
         except Exception as exc:
-            code, message = _status_of(exc)
-        context.abort(code, message)
+            raise RpcStatus(*status_of(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -55,15 +44,15 @@ def streaming(fn: F) -> F:
     """The same for handlers that return a stream of responses."""
 
     @functools.wraps(fn)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def wrapper(self: Any, request: Any, context: Any) -> Iterator[Any]:
         md = _metadata(context)
         try:
             with request_context(md.get(NAMESPACE_KEY), md.get(LEASE_KEY)):
                 yield from fn(self, request, context)
-            return
+        except GeneratorExit:
+            raise
         except Exception as exc:
-            code, message = _status_of(exc)
-        context.abort(code, message)
+            raise RpcStatus(*status_of(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -8,7 +8,6 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.containers.v1 import containers_pb2 as pb
-from skiff.api.gen.containerd.services.containers.v1 import containers_pb2_grpc as rpc
 from skiff.containerd.metadata.db import Container
 from skiff.containerd.server.common import any_in, any_out, paths_of, streaming, ts, unary
 from skiff.containerd.services.containers import ContainersService
@@ -43,7 +42,7 @@ def _in(m: Any) -> Container:
     )
 
 
-class ContainersAdapter(rpc.ContainersServicer):  # type: ignore[misc]
+class ContainersAdapter:
     def __init__(self, service: ContainersService) -> None:
         self.s = service
 
@@ -78,4 +77,4 @@ class ContainersAdapter(rpc.ContainersServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: ContainersService) -> None:
-    rpc.add_ContainersServicer_to_server(ContainersAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Containers"], ContainersAdapter(service))

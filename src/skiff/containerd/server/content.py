@@ -9,7 +9,6 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.content.v1 import content_pb2 as pb
-from skiff.api.gen.containerd.services.content.v1 import content_pb2_grpc as rpc
 from skiff.containerd.content import Status
 from skiff.containerd.server.common import paths_of, streaming, ts, unary
 from skiff.containerd.services.content import ContentService, Info, WriteRequest
@@ -38,7 +37,7 @@ def _status(s: Status) -> Any:
     )
 
 
-class ContentAdapter(rpc.ContentServicer):  # type: ignore[misc]
+class ContentAdapter:
     def __init__(self, service: ContentService) -> None:
         self.s = service
 
@@ -110,4 +109,4 @@ class ContentAdapter(rpc.ContentServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: ContentService) -> None:
-    rpc.add_ContentServicer_to_server(ContentAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Content"], ContentAdapter(service))

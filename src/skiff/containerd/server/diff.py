@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from skiff.api.gen.containerd.services.diff.v1 import diff_pb2 as pb
-from skiff.api.gen.containerd.services.diff.v1 import diff_pb2_grpc as rpc
 from skiff.containerd.server.common import descriptor_out, mounts_in, unary
 from skiff.containerd.services.diff import Descriptor, DiffService
 
@@ -14,7 +13,7 @@ def _out(d: Descriptor) -> Any:
     return descriptor_out(d.media_type, d.digest, d.size, d.annotations)
 
 
-class DiffAdapter(rpc.DiffServicer):  # type: ignore[misc]
+class DiffAdapter:
     def __init__(self, service: DiffService) -> None:
         self.s = service
 
@@ -37,4 +36,4 @@ class DiffAdapter(rpc.DiffServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: DiffService) -> None:
-    rpc.add_DiffServicer_to_server(DiffAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Diff"], DiffAdapter(service))

@@ -9,14 +9,13 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.events.v1 import events_pb2 as pb
-from skiff.api.gen.containerd.services.events.v1 import events_pb2_grpc as rpc
 from skiff.containerd.events import Envelope, Exchange
 from skiff.containerd.server.common import any_in, any_out, streaming, ts, ts_ns, unary
 from skiff.containerd.services.context import required_namespace
 from skiff.errors import InvalidArgument
 
 
-class EventsAdapter(rpc.EventsServicer):  # type: ignore[misc]
+class EventsAdapter:
     def __init__(self, exchange: Exchange) -> None:
         self.x = exchange
 
@@ -52,4 +51,4 @@ class EventsAdapter(rpc.EventsServicer):  # type: ignore[misc]
 
 
 def register(server: Any, exchange: Exchange) -> None:
-    rpc.add_EventsServicer_to_server(EventsAdapter(exchange), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Events"], EventsAdapter(exchange))

@@ -1,5 +1,5 @@
 """Wiring of skiff-containerd: stores, services, task manager, the ttrpc
-event socket and the gRPC server, built from a resolved config. The only
+event socket and the gRPC server (ours over h2, or grpcio), built from a resolved config. The only
 place that knows every piece (main.py only parses flags and waits)."""
 
 from __future__ import annotations
@@ -8,10 +8,7 @@ import contextlib
 import logging
 import os
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
-
-import grpc
 
 from skiff.containerd.content import ContentStore
 from skiff.containerd.events import Exchange
@@ -58,6 +55,22 @@ def _listening(path: str) -> bool:
         s.close()
 
 
+def _server(g: dict[str, Any]) -> Any:
+    """The gRPC server named by `[grpc] server`: "h2" (ours, over the h2
+    package) or "grpcio". Only the chosen one is imported."""
+    kind = str(g.get("server", "grpcio"))
+    args = (int(g["max_workers"]), int(g["max_recv_message_size"]), int(g["max_send_message_size"]))
+    if kind == "h2":
+        from skiff.containerd.server.h2server import H2Server
+
+        return H2Server(*args)
+    if kind == "grpcio":
+        from skiff.containerd.server.grpcio_server import GrpcioServer
+
+        return GrpcioServer(*args)
+    raise InvalidArgument(f"grpc server {kind!r} is not known (h2, grpcio)")
+
+
 class Daemon:
     """Everything one skiff-containerd runs; `close` leaves the shims running."""
 
@@ -100,16 +113,7 @@ class Daemon:
         if restored:
             log.info("found %d task(s) of an earlier run", restored)
         self.introspection = IntrospectionService(root, state, enabled)
-        g = config["grpc"]
-        self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=int(g["max_workers"]), thread_name_prefix="grpc"),
-            options=[
-                ("grpc.max_receive_message_length", int(g["max_recv_message_size"])),
-                ("grpc.max_send_message_length", int(g["max_send_message_size"])),
-                ("grpc.so_reuseport", 0),
-            ],
-            maximum_concurrent_rpcs=None,
-        )
+        self.server = _server(config["grpc"])
         namespaces.register(self.server, NamespacesService(core))
         images.register(self.server, ImagesService(core))
         containers.register(self.server, ContainersService(core))
@@ -129,9 +133,6 @@ class Daemon:
         self.server.start()
         os.chmod(self.address, 0o660)
         log.info("skiff-containerd serving on %s", self.address)
-
-    def wait(self) -> None:
-        self.server.wait_for_termination()
 
     def close(self, grace: float = 2.0) -> None:
         self.server.stop(grace).wait()

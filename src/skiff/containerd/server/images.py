@@ -7,7 +7,6 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.images.v1 import images_pb2 as pb
-from skiff.api.gen.containerd.services.images.v1 import images_pb2_grpc as rpc
 from skiff.containerd.metadata.db import Image, Target
 from skiff.containerd.server.common import descriptor_out, paths_of, ts, unary
 from skiff.containerd.services.images import ImagesService
@@ -35,7 +34,7 @@ def _in(m: Any) -> Image:
     )
 
 
-class ImagesAdapter(rpc.ImagesServicer):  # type: ignore[misc]
+class ImagesAdapter:
     def __init__(self, service: ImagesService) -> None:
         self.s = service
 
@@ -63,4 +62,4 @@ class ImagesAdapter(rpc.ImagesServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: ImagesService) -> None:
-    rpc.add_ImagesServicer_to_server(ImagesAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Images"], ImagesAdapter(service))

@@ -6,16 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from skiff.api.gen.containerd.services.introspection.v1 import introspection_pb2 as pb
-from skiff.api.gen.containerd.services.introspection.v1 import introspection_pb2_grpc as rpc
 from skiff.api.gen.containerd.services.version.v1 import version_pb2 as vpb
-from skiff.api.gen.containerd.services.version.v1 import version_pb2_grpc as vrpc
 from skiff.api.gen.containerd.types import platform_pb2
 from skiff.containerd.events.filters import labels_lookup, parse_filters
 from skiff.containerd.server.common import unary
 from skiff.containerd.services.introspection import IntrospectionService
 
 
-class IntrospectionAdapter(rpc.IntrospectionServicer):  # type: ignore[misc]
+class IntrospectionAdapter:
     def __init__(self, service: IntrospectionService) -> None:
         self.s = service
 
@@ -47,7 +45,7 @@ class IntrospectionAdapter(rpc.IntrospectionServicer):  # type: ignore[misc]
         return pb.ServerResponse(uuid=self.s.uuid)
 
 
-class VersionAdapter(vrpc.VersionServicer):  # type: ignore[misc]
+class VersionAdapter:
     def __init__(self, service: IntrospectionService) -> None:
         self.s = service
 
@@ -58,5 +56,7 @@ class VersionAdapter(vrpc.VersionServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: IntrospectionService) -> None:
-    rpc.add_IntrospectionServicer_to_server(IntrospectionAdapter(service), server)
-    vrpc.add_VersionServicer_to_server(VersionAdapter(service), server)
+    server.add_service(
+        pb.DESCRIPTOR.services_by_name["Introspection"], IntrospectionAdapter(service)
+    )
+    server.add_service(vpb.DESCRIPTOR.services_by_name["Version"], VersionAdapter(service))

@@ -7,7 +7,6 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.leases.v1 import leases_pb2 as pb
-from skiff.api.gen.containerd.services.leases.v1 import leases_pb2_grpc as rpc
 from skiff.containerd.metadata.db import Lease, Resource
 from skiff.containerd.server.common import ts, unary
 from skiff.containerd.services.leases import LeasesService
@@ -21,7 +20,7 @@ def _res(m: Any) -> Resource:
     return Resource(m.id, m.type)
 
 
-class LeasesAdapter(rpc.LeasesServicer):  # type: ignore[misc]
+class LeasesAdapter:
     def __init__(self, service: LeasesService) -> None:
         self.s = service
 
@@ -56,4 +55,4 @@ class LeasesAdapter(rpc.LeasesServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: LeasesService) -> None:
-    rpc.add_LeasesServicer_to_server(LeasesAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Leases"], LeasesAdapter(service))

@@ -7,7 +7,6 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.namespaces.v1 import namespace_pb2 as pb
-from skiff.api.gen.containerd.services.namespaces.v1 import namespace_pb2_grpc as rpc
 from skiff.containerd.events.filters import labels_lookup, parse_filters
 from skiff.containerd.metadata.db import Namespace
 from skiff.containerd.server.common import paths_of, unary
@@ -18,7 +17,7 @@ def _out(ns: Namespace) -> Any:
     return pb.Namespace(name=ns.name, labels=dict(ns.labels))
 
 
-class NamespacesAdapter(rpc.NamespacesServicer):  # type: ignore[misc]
+class NamespacesAdapter:
     def __init__(self, service: NamespacesService) -> None:
         self.s = service
 
@@ -53,4 +52,4 @@ class NamespacesAdapter(rpc.NamespacesServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: NamespacesService) -> None:
-    rpc.add_NamespacesServicer_to_server(NamespacesAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Namespaces"], NamespacesAdapter(service))

@@ -8,7 +8,6 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from skiff.api.gen.containerd.services.snapshots.v1 import snapshots_pb2 as pb
-from skiff.api.gen.containerd.services.snapshots.v1 import snapshots_pb2_grpc as rpc
 from skiff.containerd.server.common import mounts_out, paths_of, streaming, ts, unary
 from skiff.containerd.services.snapshots import SnapshotsService
 from skiff.containerd.snapshots import Info
@@ -27,7 +26,7 @@ def _info(i: Info) -> Any:
     )
 
 
-class SnapshotsAdapter(rpc.SnapshotsServicer):  # type: ignore[misc]
+class SnapshotsAdapter:
     def __init__(self, service: SnapshotsService) -> None:
         self.s = service
 
@@ -84,4 +83,4 @@ class SnapshotsAdapter(rpc.SnapshotsServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: SnapshotsService) -> None:
-    rpc.add_SnapshotsServicer_to_server(SnapshotsAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Snapshots"], SnapshotsAdapter(service))

@@ -7,7 +7,6 @@ from typing import Any
 from google.protobuf import any_pb2, empty_pb2
 
 from skiff.api.gen.containerd.services.tasks.v1 import tasks_pb2 as pb
-from skiff.api.gen.containerd.services.tasks.v1 import tasks_pb2_grpc as rpc
 from skiff.api.gen.containerd.types import metrics_pb2
 from skiff.api.gen.containerd.types.task import task_pb2
 from skiff.containerd.server.common import any_in, any_out, ts, ttrpc_mounts_in, unary
@@ -31,7 +30,7 @@ def _process(p: ProcessState, cid: str) -> Any:
     )
 
 
-class TasksAdapter(rpc.TasksServicer):  # type: ignore[misc]
+class TasksAdapter:
     def __init__(self, service: TasksService) -> None:
         self.s = service
 
@@ -158,4 +157,4 @@ class TasksAdapter(rpc.TasksServicer):  # type: ignore[misc]
 
 
 def register(server: Any, service: TasksService) -> None:
-    rpc.add_TasksServicer_to_server(TasksAdapter(service), server)
+    server.add_service(pb.DESCRIPTOR.services_by_name["Tasks"], TasksAdapter(service))
