@@ -348,3 +348,25 @@ def test_pull_through_a_registry_mirror(
         assert inspect(stack, "busybox")["Id"] == busybox_id
         info = json.loads(stack.docker("info", "--format", "{{json .RegistryConfig}}").stdout)
         assert info["Mirrors"] == [f"http://{registry.host}"]
+
+
+def test_concurrent_pulls_of_one_image(
+    stack: Stack, registry: Registry, busybox_tar: Path, busybox_id: str
+) -> None:
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = f"{registry.host}/many/busybox:1"
+    subprocess.run(
+        [
+            "skopeo", "copy", "--dest-tls-verify=false", "--quiet",
+            f"docker-archive:{busybox_tar}", f"docker://{name}",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: stack.docker("pull", name, check=False), range(3)))
+    for r in results:
+        assert r.returncode == 0, r.stderr
+        assert "Digest: sha256:" in r.stdout
+    assert [r["ID"] for r in images_json(stack)] == [busybox_id[7:19]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -364,18 +365,28 @@ class RemoteContent:
         labels: Mapping[str, str] | None = None,
     ) -> Digest:
         digest = Digest(str(expected)) if expected else Digest.from_bytes(data)
-        if self.exists(digest):
-            if labels:
-                self.update_labels(digest, labels)
-            return digest
-        try:
-            with self.writer(f"write-{digest}", len(data), digest) as w:
-                for i in range(0, len(data), _CHUNK):
-                    w.write(data[i : i + _CHUNK])
-                w.commit(len(data), digest, labels)
-        except errors.AlreadyExists:
-            pass
-        return digest
+        delay = 0.02
+        deadline = time.monotonic() + 120
+        while True:
+            if self.exists(digest):
+                if labels:
+                    self.update_labels(digest, labels)
+                return digest
+            try:
+                with self.writer(f"write-{digest}", len(data), digest) as w:
+                    for i in range(0, len(data), _CHUNK):
+                        w.write(data[i : i + _CHUNK])
+                    w.commit(len(data), digest, labels)
+                return digest
+            except errors.AlreadyExists:
+                return digest
+            except errors.Unavailable:
+                # another writer holds the ref (a concurrent pull of the same
+                # image): wait for it to commit or give up
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
 
 class RemoteBlob:

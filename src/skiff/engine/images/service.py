@@ -832,6 +832,9 @@ class ImageService:
                 failed.append(e)
                 thread.join()
                 raise
+            # a layer another pull committed meanwhile reports no progress here
+            for event in done:
+                event.set()
             thread.join()
             if unpack_error:
                 raise unpack_error[0]
