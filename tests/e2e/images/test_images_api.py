@@ -110,3 +110,28 @@ def test_error_statuses(stack: Stack, busybox_tar: Path) -> None:
     assert res.status_code == 200 and "error" in lines[-1]
     # the daemon is still fine
     assert [sorted(i.tags) for i in c.images.list(name="good")] == [["busybox:latest", "good:1"]]
+
+
+def test_clients_that_go_away_mid_stream(stack: Stack, busybox_tar: Path) -> None:
+    import socket
+    import time
+
+    c = client(stack)
+    c.images.load(busybox_tar.read_bytes())
+    for _ in range(3):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(stack.skiffd_sock))
+            s.sendall(b"GET /images/get?names=busybox HTTP/1.1\r\nHost: skiffd\r\n\r\n")
+            assert s.recv(64).startswith(b"HTTP/1.1 200")
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(stack.skiffd_sock))
+            s.sendall(
+                b"POST /images/load HTTP/1.1\r\nHost: skiffd\r\nContent-Length: 100000\r\n\r\n"
+                + b"x" * 1000
+            )
+    time.sleep(0.5)
+    assert c.ping()
+    assert [i.tags for i in c.images.list()] == [["busybox:latest"]]
+    assert b"".join(c.images.get("busybox").save())[:1]
+    spool = stack.base / "skiffd-data" / "tmp"
+    assert not spool.exists() or list(spool.iterdir()) == []

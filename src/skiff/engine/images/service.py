@@ -1142,11 +1142,16 @@ class ImageService:
         """Run `work(emit)` in a thread; what it emits is streamed; an error
         after the stream began is Docker's errorDetail line."""
         loop = asyncio.get_running_loop()
-        q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=64)
+        # unbounded queue; the semaphore bounds what the worker may run ahead
+        q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
         space = threading.Semaphore(64)
+        gone = threading.Event()
 
         def emit(data: bytes) -> None:
-            space.acquire()
+            while not space.acquire(timeout=0.5):
+                if gone.is_set():
+                    # the client went away: stop, as dockerd cancels the job
+                    raise Unavailable("the client closed the connection")
             loop.call_soon_threadsafe(q.put_nowait, data)
 
         def run() -> None:
@@ -1175,8 +1180,7 @@ class ImageService:
                     yield item
             finally:
                 # a client that went away must not leave the worker blocked
-                for _ in range(1024):
-                    space.release()
+                gone.set()
 
         return chunks()
 
