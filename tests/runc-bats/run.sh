@@ -197,7 +197,8 @@ TEST_TIMEOUT="${RUNC_BATS_TEST_TIMEOUT:-120}"
 # Per-test time limit. When no test has finished for TEST_TIMEOUT seconds,
 # kill (by PID) the runtime processes under this file's bats process: the
 # hung command then fails its test and the rest of the file still runs.
-# After twice that with still no progress, end the file.
+# After twice that, kill the test's other helpers; after three times, end
+# the file.
 watchdog() {
 	local root="$1" tap="$2" last="" same=0 pids
 	while sleep 5; do
@@ -209,15 +210,26 @@ watchdog() {
 		fi
 		same=$((same + 5))
 		[ "$same" -ge "$TEST_TIMEOUT" ] || continue
-		if [ "$same" -ge $((2 * TEST_TIMEOUT)) ]; then
-			# Killing the runtime was not enough (a helper such as recvtty
-			# holds bats' output open): end this file. script(1) made the
-			# process group; its leader is script's child, `timeout`.
-			local group
-			group=$(ps -o pid= --ppid "$root" | head -n1 | tr -d ' ')
-			log "$(basename "$tap" .tap) still stuck: killing its process group $group"
+		# script(1) made a session for the file; its process group leader
+		# is script's child, `timeout`.
+		local group
+		group=$(ps -o pid= --ppid "$root" | head -n1 | tr -d ' ')
+		if [ "$same" -ge $((3 * TEST_TIMEOUT)) ]; then
+			log "$(basename "$tap" .tap) still stuck: ending the file (process group $group)"
 			[ -n "$group" ] && kill -9 -- "-$group" 2>/dev/null || true
 			return 0
+		fi
+		if [ "$same" -ge $((2 * TEST_TIMEOUT)) ] && [ -n "$group" ]; then
+			# Killing the runtime was not enough: a test helper (recvtty,
+			# seccompagent, ...) orphaned by a failed test holds bats' output
+			# open. Kill every process of the group but bats' own.
+			pids=$(ps -e -o pid=,pgid=,args= | awk -v g="$group" '
+				$2 == g && $3 !~ /^(timeout|cat|bash)$/ && $0 !~ /bats-core/ { print $1 }')
+			if [ -n "$pids" ]; then
+				log "test $((last + 1)) of $(basename "$tap" .tap) still stuck: killing helper pids" $pids
+				kill -9 $pids 2>/dev/null || true
+			fi
+			continue
 		fi
 		pids=$(ps -e -o pid=,ppid=,args= | awk -v root="$root" -v rt="$RUNC" '
 			{ parent[$1] = $2; $1 = $1; line[$1] = $0 }
