@@ -171,6 +171,7 @@ def test_import_from_tarball_and_stdin(stack: Stack, tmp_path: Path) -> None:
 def test_push_then_pull_in_a_fresh_engine(
     stack: Stack, registry: Registry, busybox_tar: Path, busybox_id: str
 ) -> None:
+    since = time.time() - 1
     load_busybox(stack, busybox_tar)
     name = f"{registry.host}/e2e/busybox:v1"
     stack.docker("tag", "busybox", name)
@@ -205,6 +206,16 @@ def test_push_then_pull_in_a_fresh_engine(
         digest = pushed_digest[0].split("@", 1)[1]  # type: ignore[index]
         out = fresh.docker("pull", f"{registry.host}/e2e/busybox@{digest}").stdout
         assert f"Digest: {digest}" in out
+        pulls = fresh.docker(
+            "events", "--since", str(since), "--until", str(time.time() + 1),
+            "--filter", "event=pull", "--format", "{{.Actor.ID}}",
+        ).stdout.split()  # fmt: skip
+        assert name in pulls
+    pushes = stack.docker(
+        "events", "--since", str(since), "--until", str(time.time() + 1),
+        "--filter", "type=image", "--filter", "event=push", "--format", "{{.Actor.ID}}",
+    ).stdout.split()  # fmt: skip
+    assert pushes == [name, name]
 
 
 def test_pull_errors_and_bad_references(stack: Stack, registry: Registry) -> None:
@@ -259,6 +270,14 @@ def test_prune_moved_tag_and_events(stack: Stack, tmp_path: Path, busybox_tar: P
     assert [r["Repository"] for r in images_json(stack, "--filter", "reference=busy*")] == [
         "busybox"
     ]
+    # busybox was made in 2023, the imports now
+    assert [r["Repository"] for r in images_json(stack, "--filter", "before=moving:tag")] == [
+        "busybox"
+    ]
+    assert {r["ID"] for r in images_json(stack, "--filter", "since=busybox")} == {
+        id1[7:19],
+        id2[7:19],
+    }
     out = stack.docker("image", "prune", "-f").stdout
     assert f"deleted: {id1}" in out
     assert images_json(stack, "--filter", "dangling=true") == []
