@@ -3,9 +3,12 @@ directory's changes. Image layer; the supervisor's diff service and the
 unpacker call these on snapshot mounts.
 
 Apply streams: the blob is decompressed and unpacked as it is read, and the
-DiffID (sha256 of the uncompressed tar) is computed on the way. Every
-entry is placed through `Root`, so no name, symlink or hard link in the
-layer can reach outside the directory.
+DiffID (sha256 of the uncompressed tar) is computed on the way. The tar is
+read by a small reader of our own (tarfile's stream mode copies every byte
+several times, which made it the slowest stage of a pull): each decoded
+chunk is hashed once and file data goes from it straight to `os.write`.
+Every entry is placed through `Root`, so no name, symlink or hard link in
+the layer can reach outside the directory.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import errno
 import hashlib
 import os
 import stat
+import struct
 import tarfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from skiff.errors import InvalidArgument
-from skiff.image.compression import GzipWriter, decompressed
+from skiff.image.compression import GzipWriter, decoded_chunks
 from skiff.image.rootpath import Root, clean, remove_at
 from skiff.oci.digest import Digest
 
@@ -39,26 +43,263 @@ class ApplyResult:
     size: int  # uncompressed bytes
 
 
-class _HashingReader:
-    """Reads through to `src`, hashing and counting what passes."""
+# -- reading tar ----------------------------------------------------------
 
-    def __init__(self, src: BinaryIO) -> None:
-        self._src = src
-        self._h = hashlib.sha256()
+_BLOCK = 512
+_ZERO_BLOCK = bytes(_BLOCK)
+_REGULAR = (b"0", b"\0", b"7")  # regular, old regular, contiguous
+_HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")  # their size field means nothing
+_MAX_META = 16 << 20  # bound on a PAX or GNU long-name record: it is held in memory
+_SIGNED = struct.Struct("148b8x356b")
+
+
+@dataclass(slots=True, kw_only=True)
+class _Member:
+    """One tar entry, with the attribute names of tarfile.TarInfo that
+    layer code uses."""
+
+    name: str
+    type: bytes
+    size: int = 0
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime: float = 0
+    linkname: str = ""
+    devmajor: int = 0
+    devminor: int = 0
+    pax_headers: dict[str, str] = field(default_factory=dict)
+
+    def isreg(self) -> bool:
+        return self.type in _REGULAR
+
+    def isdir(self) -> bool:
+        return self.type == b"5"
+
+    def issym(self) -> bool:
+        return self.type == b"2"
+
+    def islnk(self) -> bool:
+        return self.type == b"1"
+
+    def ischr(self) -> bool:
+        return self.type == b"3"
+
+    def isblk(self) -> bool:
+        return self.type == b"4"
+
+    def isfifo(self) -> bool:
+        return self.type == b"6"
+
+
+class _Stream:
+    """The uncompressed layer, chunk by chunk; every chunk is hashed (the
+    DiffID) and counted as it comes in."""
+
+    def __init__(self, chunks: Iterable[bytes | memoryview]) -> None:
+        self._chunks = iter(chunks)
+        self._view = memoryview(b"")
+        self._pos = 0
+        self._hash = hashlib.sha256()
         self.count = 0
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._src.read(n)
-        self._h.update(data)
-        self.count += len(data)
-        return data
+    def take(self, n: int) -> memoryview:
+        """Up to `n` bytes (empty only at the end), valid until the next call."""
+        if self._pos >= len(self._view):
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return self._view[:0]
+            self._view = memoryview(chunk)
+            self._pos = 0
+            self._hash.update(self._view)  # released GIL: the download goes on meanwhile
+            self.count += len(self._view)
+        end = min(len(self._view), self._pos + n)
+        view = self._view[self._pos : end]
+        self._pos = end
+        return view
+
+    def read(self, n: int) -> bytes:
+        """Exactly `n` bytes, or fewer at the end of the stream."""
+        first = self.take(n)
+        if len(first) == n or not first:
+            return bytes(first)
+        out = bytearray(first)
+        while len(out) < n and (more := self.take(n - len(out))):
+            out += more
+        return bytes(out)
+
+    def skip(self, n: int) -> int:
+        """Skip up to `n` bytes; returns how many could not be skipped."""
+        while n and (view := self.take(n)):
+            n -= len(view)
+        return n
 
     def drain(self) -> None:
-        while self.read(_CHUNK):
+        while self.take(_CHUNK):
             pass
 
     def digest(self) -> Digest:
-        return Digest("sha256:" + self._h.hexdigest())
+        return Digest("sha256:" + self._hash.hexdigest())
+
+
+def _nts(field: bytes) -> str:
+    return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def _nti(field: bytes) -> int:
+    """A numeric header field: octal text, or GNU base-256 binary."""
+    if field[0] in (0o200, 0o377):
+        n = int.from_bytes(field[1:], "big")
+        return n - (1 << (8 * (len(field) - 1))) if field[0] == 0o377 else n
+    text = field.split(b"\0", 1)[0].strip()
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise InvalidArgument(f"invalid layer tar: bad number {text!r} in a header")
+
+
+def _checksum_ok(block: bytes) -> bool:
+    want = _nti(block[148:156])
+    # the checksum field counts as eight spaces; old tars summed signed bytes
+    return (
+        want == sum(block) - sum(block[148:156]) + 256 or want == sum(_SIGNED.unpack(block)) + 256
+    )
+
+
+def _pax_records(data: bytes) -> dict[str, str]:
+    """`%d %s=%s\\n` records (length of the whole record first)."""
+    out: dict[str, str] = {}
+    pos = 0
+    while pos < len(data) and data[pos] != 0:
+        space = data.find(b" ", pos)
+        digits = data[pos:space] if space > pos else b""
+        length = int(digits) if digits.isdigit() else 0
+        end = pos + length
+        if length < 5 or end > len(data) or data[end - 1] != 0x0A:
+            raise InvalidArgument("invalid layer tar: bad pax header")
+        key, eq, value = data[space + 1 : end - 1].partition(b"=")
+        if not key or not eq:
+            raise InvalidArgument("invalid layer tar: bad pax header")
+        out[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos = end
+    return out
+
+
+class _TarReader:
+    """Members of a tar stream: ustar, GNU long names, PAX (local and
+    global) headers, as Docker, Go's archive/tar and tarfile write them."""
+
+    def __init__(self, stream: _Stream) -> None:
+        self._s = stream
+        self._left = 0  # data bytes of the current member not yet read
+        self._pad = 0
+        self._global: dict[str, str] = {}
+        self._empty = True
+
+    def next(self) -> _Member | None:
+        if self._s.skip(self._left + self._pad) and self._left:
+            raise InvalidArgument("invalid layer tar: unexpected end of data")
+        self._left = self._pad = 0
+        long_name: str | None = None
+        long_link: str | None = None
+        local: dict[str, str] = {}
+        while True:
+            block = self._s.read(_BLOCK)
+            if len(block) < _BLOCK:
+                if not block and not self._empty:
+                    return None  # no end-of-archive blocks: tolerated, as tarfile does
+                raise InvalidArgument(
+                    "invalid layer tar: empty file"
+                    if not block
+                    else "invalid layer tar: truncated header"
+                )
+            if block == _ZERO_BLOCK:
+                return None
+            if not _checksum_ok(block):
+                raise InvalidArgument("invalid layer tar: bad checksum")
+            self._empty = False
+            kind = block[156:157]
+            size = _nti(block[124:136])
+            if kind in (b"x", b"X", b"g", b"L", b"K"):
+                data = self._meta(size)
+                if kind == b"g":
+                    self._global.update(_pax_records(data))
+                elif kind in (b"x", b"X"):
+                    local.update(_pax_records(data))
+                elif kind == b"L":
+                    long_name = _nts(data)
+                else:
+                    long_link = _nts(data)
+                continue
+            m = _Member(
+                name=_nts(block[0:100]),
+                type=kind,
+                size=size,
+                mode=_nti(block[100:108]),
+                uid=_nti(block[108:116]),
+                gid=_nti(block[116:124]),
+                mtime=_nti(block[136:148]),
+                linkname=_nts(block[157:257]),
+            )
+            if block[257:263] == b"ustar\0" and block[345] != 0:
+                m.name = _nts(block[345:500]) + "/" + m.name
+            if kind in (b"3", b"4"):
+                m.devmajor, m.devminor = _nti(block[329:337]), _nti(block[337:345])
+            if long_name is not None:
+                m.name = long_name
+            if long_link is not None:
+                m.linkname = long_link
+            headers = {**self._global, **local}
+            self._apply_pax(m, headers)
+            if kind == b"\0" and m.name.endswith("/"):
+                m.type = b"5"
+            if m.isdir():
+                m.name = m.name.rstrip("/")
+            if m.type == b"S" or any(k.startswith("GNU.sparse.") for k in headers):
+                raise InvalidArgument(f"layer entry {m.name!r}: sparse files are not supported")
+            self._left = 0 if m.type in _HEADER_ONLY else m.size
+            self._pad = -self._left % _BLOCK
+            return m
+
+    def _meta(self, size: int) -> bytes:
+        if not 0 <= size <= _MAX_META:
+            raise InvalidArgument(f"invalid layer tar: {size}-byte extended header")
+        data = self._s.read(size)
+        if len(data) < size or self._s.skip(-size % _BLOCK):
+            raise InvalidArgument("invalid layer tar: unexpected end of data")
+        return data
+
+    @staticmethod
+    def _apply_pax(m: _Member, headers: dict[str, str]) -> None:
+        m.pax_headers = headers
+        try:
+            for key, value in headers.items():
+                if key == "path":
+                    m.name = value
+                elif key == "linkpath":
+                    m.linkname = value
+                elif key == "size":
+                    m.size = int(value)
+                elif key == "uid":
+                    m.uid = int(value)
+                elif key == "gid":
+                    m.gid = int(value)
+                elif key == "mtime":
+                    m.mtime = float(value)
+        except ValueError:
+            raise InvalidArgument(f"layer entry {m.name!r}: bad pax header {key}={value!r}")
+
+    def copy_data(self, fd: int, m: _Member) -> None:
+        """Write the current member's data to `fd`."""
+        while self._left:
+            view = self._s.take(self._left)
+            if not view:
+                raise InvalidArgument(f"layer entry {m.name!r}: truncated")
+            self._left -= len(view)
+            while view:
+                view = view[os.write(fd, view) :]
 
 
 class _Applier:
@@ -98,13 +339,13 @@ class _Applier:
             self._parents[key] = fd
         return fd
 
-    def entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def entry(self, tar: _TarReader, member: _Member) -> None:
         try:
             self._entry(tar, member)
         finally:
             self._close_stale()
 
-    def _entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _entry(self, tar: _TarReader, member: _Member) -> None:
         parts = clean(member.name, what="layer entry")
         if not parts:
             return  # the root itself: its metadata belongs to the snapshot
@@ -145,7 +386,7 @@ class _Applier:
         remove_at(pfd, name)
         return False
 
-    def _dir(self, pfd: int, parts: list[str], m: tarfile.TarInfo) -> None:
+    def _dir(self, pfd: int, parts: list[str], m: _Member) -> None:
         name = parts[-1]
         if not self._replace(pfd, name, keep_dir=True):
             os.mkdir(name, 0o700, dir_fd=pfd)
@@ -156,7 +397,7 @@ class _Applier:
             os.close(fd)
         self._dir_times.append((parts, m.mtime))
 
-    def _file(self, tar: tarfile.TarFile, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+    def _file(self, tar: _TarReader, pfd: int, name: str, m: _Member) -> None:
         fd = os.open(
             name,
             os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
@@ -164,23 +405,13 @@ class _Applier:
             dir_fd=pfd,
         )
         try:
-            src = tar.extractfile(m)
-            if src is not None:
-                remaining = m.size
-                while remaining > 0:
-                    chunk = src.read(min(_CHUNK, remaining))
-                    if not chunk:
-                        raise InvalidArgument(f"layer entry {m.name!r}: truncated")
-                    view = memoryview(chunk)
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    remaining -= len(chunk)
+            tar.copy_data(fd, m)
             self._meta_fd(fd, m)
             os.utime(fd, ns=_ns(m))
         finally:
             os.close(fd)
 
-    def _meta_fd(self, fd: int, m: tarfile.TarInfo) -> None:
+    def _meta_fd(self, fd: int, m: _Member) -> None:
         if self.chown:
             os.fchown(fd, m.uid, m.gid)
         # after chown, which clears setuid and setgid bits
@@ -196,11 +427,11 @@ class _Applier:
                     if e.errno not in (errno.ENOTSUP, errno.EPERM):
                         raise
 
-    def _owner(self, pfd: int, name: str, m: tarfile.TarInfo) -> None:
+    def _owner(self, pfd: int, name: str, m: _Member) -> None:
         if self.chown:
             os.chown(name, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
 
-    def _hardlink(self, pfd: int, parts: list[str], m: tarfile.TarInfo) -> None:
+    def _hardlink(self, pfd: int, parts: list[str], m: _Member) -> None:
         target = clean(m.linkname, what=f"hard link target of {m.name!r}")
         if not target:
             raise InvalidArgument(f"layer entry {m.name!r}: hard link to the root")
@@ -230,7 +461,7 @@ class _Applier:
         finally:
             os.close(tfd)
 
-    def _special(self, pfd: int, parts: list[str], m: tarfile.TarInfo) -> None:
+    def _special(self, pfd: int, parts: list[str], m: _Member) -> None:
         name = parts[-1]
         self._replace(pfd, name, keep_dir=False)
         if m.isfifo():
@@ -300,7 +531,7 @@ class _Applier:
                 os.close(fd)
 
 
-def _ns(m: tarfile.TarInfo) -> tuple[int, int]:
+def _ns(m: _Member) -> tuple[int, int]:
     t = int(m.mtime * 1_000_000_000)
     return (t, t)
 
@@ -311,27 +542,28 @@ def apply_layer(
     *,
     chown: bool | None = None,
     use_openat2: bool | None = None,
+    check_crc: bool = True,
 ) -> ApplyResult:
     """Unpack a layer blob (gzip, zstd or plain tar) onto `target`.
 
     Raises InvalidArgument for an entry that would leave the directory;
     entries before it may already have been written (the caller discards
-    the snapshot, as containerd does).
+    the snapshot, as containerd does). `check_crc=False` skips gzip's
+    CRC-32 where the caller has the blob's digest verified (content store)
+    and compares the DiffID returned here.
     """
-    reader = _HashingReader(decompressed(blob))
+    stream = _Stream(decoded_chunks(blob, check_crc=check_crc))
+    tar = _TarReader(stream)
     with Root(target, use_openat2=use_openat2) as root:
         applier = _Applier(root, os.geteuid() == 0 if chown is None else chown)
         try:
-            with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    applier.entry(tar, member)
+            while (member := tar.next()) is not None:
+                applier.entry(tar, member)
             applier.finish()
-        except tarfile.TarError as e:
-            raise InvalidArgument(f"invalid layer tar: {e}")
         finally:
             applier.close()
-    reader.drain()
-    return ApplyResult(reader.digest(), reader.count)
+    stream.drain()
+    return ApplyResult(stream.digest(), stream.count)
 
 
 # -- diff ---------------------------------------------------------------

@@ -72,7 +72,8 @@ class _FeedReader:
         self._pos = 0
         self._gen = -1
 
-    def read(self, n: int = -1) -> bytes:
+    def _wait(self) -> int:
+        """Bytes available at our position once there are any (0: the end)."""
         f = self._feed
         with f.cond:
             while True:
@@ -94,15 +95,26 @@ class _FeedReader:
                 if self._gen != -1 and f.generation != self._gen:
                     raise _Restarted()
                 if self._fd >= 0 and (f.offset > self._pos or f.done):
-                    break
+                    return max(0, f.offset - self._pos)
                 f.cond.wait()
-            avail = f.offset - self._pos
+
+    def read(self, n: int = -1) -> bytes:
+        avail = self._wait()
         if avail <= 0:
             return b""
-        size = avail if n < 0 else min(n, avail)
-        data = os.pread(self._fd, size, self._pos)
+        data = os.pread(self._fd, avail if n < 0 else min(n, avail), self._pos)
         self._pos += len(data)
         return data
+
+    def readinto(self, buf: memoryview | bytearray) -> int:
+        """Like read, into the caller's (reused) buffer."""
+        avail = self._wait()
+        if avail <= 0:
+            return 0
+        view = memoryview(buf)
+        n = os.preadv(self._fd, [view[: min(len(view), avail)]], self._pos)
+        self._pos += n
+        return n
 
     def close(self) -> None:
         if self._fd >= 0:
