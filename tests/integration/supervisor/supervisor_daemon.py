@@ -23,6 +23,8 @@ IMAGE_OCI = REPO / "build" / "images" / "busybox-oci"
 IMAGE = "docker.io/library/busybox:latest"
 BIN = Path(sys.executable).parent
 DAEMON = BIN / "skiff-containerd"
+# which gRPC server the daemon runs ("h2" or "grpcio"); empty: its default
+GRPC_SERVER = os.environ.get("SKIFF_TEST_GRPC_SERVER", "")
 
 
 def require() -> None:
@@ -68,6 +70,10 @@ class Supervisor:
     # -- the daemon ----------------------------------------------------------------
 
     def start(self, *extra: str) -> None:
+        if GRPC_SERVER:
+            config = self.tmp / "config.toml"
+            config.write_text(f'[grpc]\nserver = "{GRPC_SERVER}"\n')
+            extra = ("--config", str(config), *extra)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [
