@@ -159,10 +159,14 @@ class Session:
             updated_at=_ts(pb.updated_at),
         )
 
-    def list_images(self, filters: list[str] | None = None) -> list[ImageRecord]:
+    def list_images(
+        self, filters: list[str] | None = None, timeout: float | None = None
+    ) -> list[ImageRecord]:
         with mapped():
             resp = self._images.List(
-                ipb.ListImagesRequest(filters=filters or []), metadata=self.metadata
+                ipb.ListImagesRequest(filters=filters or []),
+                metadata=self.metadata,
+                timeout=timeout,
             )
         return [self._record(i) for i in resp.images]
 

@@ -385,7 +385,8 @@ class ImageService:
 
     def counts(self) -> dict[str, int]:
         try:
-            records = self.session().list_images()
+            # called on the event loop (for /info): never wait long
+            records = self.session().list_images(timeout=2)
         except SkiffError:
             return {"Images": 0}
         ids = set()
