@@ -473,6 +473,9 @@ def cmd_attach(cli: Cli, argv: list[str]) -> int:
     cid = info["Id"]
     tty = bool(info["Config"].get("Tty"))
     stdin = bool(info["Config"].get("OpenStdin")) and not o.no_stdin
+    # as docker: the wait is registered first, so the exit status is the one that ends the stream
+    waiter = Client(client.host, tls=client.tls, version=client.api_version)
+    wait_resp = waiter.wait_response(cid)
     conn = client.attach(cid, stdin=stdin, detach_keys=o.detach_keys)
     try:
         with (
@@ -481,13 +484,20 @@ def cmd_attach(cli: Cli, argv: list[str]) -> int:
         ):
             pump(conn, stdin=stdin, tty=tty, detach_keys=o.detach_keys)
     except Detached:
+        waiter.close()
         return 0
     finally:
         conn.close()
-    after = client.inspect_container(cid)
-    if after["State"].get("Running"):
-        return 0  # detached by the daemon (the keys went through it)
-    return int(after["State"].get("ExitCode", 0))
+    # the stream ends when the container does; should the daemon have ended it for
+    # another reason (the container still runs), do not wait forever
+    wait_resp.stream.sock.settimeout(10)
+    try:
+        result = waiter.read_wait(wait_resp)
+    except OSError:
+        return 0
+    finally:
+        waiter.close()
+    return int(result.get("StatusCode", 0))
 
 
 def cmd_exec(cli: Cli, argv: list[str]) -> int:

@@ -226,6 +226,42 @@ def make_certs(d: Path) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def skiffd() -> Iterator[Daemon]:
+    """skiffd (with its managed skiff-containerd) on a temporary root, busybox loaded."""
+    base = Path(tempfile.mkdtemp(prefix="skiff-cli-"))
+    base.chmod(0o755)
+    try:
+        with registry(base) as (port, _):
+            sock = base / "skiff.sock"
+            log = base / "skiffd.log"
+            (base / "empty.json").write_text("{}")
+            argv = [
+                str(REPO / ".venv" / "bin" / "skiffd"),
+                "-H", f"unix://{sock}",
+                "--data-root", str(base / "data"),
+                "--exec-root", str(base / "exec"),
+                "--pidfile", str(base / "skiffd.pid"),
+                "--config-file", str(base / "empty.json"),
+            ]  # fmt: skip
+            if port:
+                argv += ["--insecure-registry", f"127.0.0.1:{port}"]
+            proc = start_in_private_ns(argv, log)
+            daemon = Daemon(base, sock, proc, log, port)
+            try:
+                wait_ready(daemon, timeout=90)
+                subprocess.run(
+                    [DOCKER, "load", "-q", "-i", str(BUSYBOX_TAR)],
+                    env=daemon.env(base / "docker-cli"), check=True, capture_output=True,
+                )  # fmt: skip
+                yield daemon
+            finally:
+                stop_process(proc, grace=30)
+    finally:
+        unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def wait_ready(daemon: Daemon, timeout: float = 40) -> None:
     deadline = time.monotonic() + timeout
     env = daemon.env(daemon.base / "docker-cli")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_daemons import BUSYBOX_TAR, DOCKER, SKIFF, Daemon, dockerd
+from cli_daemons import BUSYBOX_TAR, DOCKER, SKIFF, Daemon, dockerd, skiffd
 
 Runner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -26,7 +26,9 @@ def daemon() -> Iterator[Daemon]:
             pytest.skip(f"{binary} is not installed")
     if not BUSYBOX_TAR.exists():
         pytest.skip(f"{BUSYBOX_TAR} is missing: run `make images`")
-    with dockerd() as d:
+    # SKIFF_E2E_DAEMON=skiffd runs the same scenarios against skiffd instead
+    which = os.environ.get("SKIFF_E2E_DAEMON", "dockerd")
+    with skiffd() if which == "skiffd" else dockerd() as d:
         yield d
 
 
