@@ -12,6 +12,8 @@ its gRPC content service; the image code uses it through duck typing::
 
 A commit verifies size and digest, fsyncs, and renames the data into
 blobs/: a reader never sees a partial blob, and a mismatch commits nothing.
+Writeback of an ingest's data is started as it is written
+(sync_file_range), so the fsync at commit only waits for the last bytes.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from skiff.oci.digest import ALGORITHMS, CANONICAL, Digest, Digester
@@ -59,12 +60,51 @@ def _read_small(path: str) -> str:
 
 
 def _write_small(path: str, text: str) -> None:
+    # atomic but not fsynced: ingest metadata is only a hint (the writer's
+    # caller passes it again, commit verifies the bytes), as in containerd
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _remove_dir(path: str) -> None:
+    """Remove an ingest directory: renamed first (atomic), then deleted."""
+    import shutil
+
+    trash = os.path.join(
+        os.path.dirname(path),
+        f".removing-{os.path.basename(path)}-{os.getpid()}-{time.monotonic_ns()}",
+    )
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_WRITEBACK_STEP = 8 << 20  # start writeback every this many bytes
+_sync_file_range: Any = None
+
+
+def _start_writeback(fd: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range back now (no waiting), so
+    the fsync at commit finds little left to do. Only a hint: errors and
+    a libc without the call are ignored, commit's fsync is what counts."""
+    global _sync_file_range
+    if _sync_file_range is None:
+        import ctypes
+
+        try:
+            fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _sync_file_range = fn
+        except (OSError, AttributeError):
+            _sync_file_range = False
+    if _sync_file_range:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 class ContentStore:
@@ -141,16 +181,30 @@ class ContentStore:
         blob already committed under `expected` gives AlreadyExists.
         """
         exp = Digest(expected) if expected else None
-        if exp is not None and self.exists(exp):
-            raise AlreadyExists(f"content {exp}: already exists")
         path = self._ingest_dir(ref)
-        os.makedirs(path, exist_ok=True)
-        lock_fd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        lock_path = os.path.join(path, "lock")
+        while True:
+            if exp is not None and self.exists(exp):
+                raise AlreadyExists(f"content {exp}: already exists")
+            os.makedirs(path, exist_ok=True)
+            try:
+                lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:
+                continue  # the ingest was committed or aborted just now: look again
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(lock_fd)
+                raise Unavailable(f"ref {ref} locked: another writer is active")
+            # a writer that committed moved its directory away while holding
+            # the lock: a lock on a file no longer at `lock_path` is no lock
+            try:
+                st, held = os.stat(lock_path), os.fstat(lock_fd)
+                if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
+                    break
+            except FileNotFoundError:
+                pass
             os.close(lock_fd)
-            raise Unavailable(f"ref {ref} locked: another writer is active")
         try:
             if not os.path.exists(os.path.join(path, "ref")):
                 _write_small(os.path.join(path, "ref"), ref)
@@ -197,7 +251,7 @@ class ContentStore:
         base = os.path.join(self.root, "ingest")
         out = []
         for name in sorted(os.listdir(base)):
-            if os.path.exists(os.path.join(base, name, "ref")):
+            if not name.startswith(".") and os.path.exists(os.path.join(base, name, "ref")):
                 out.append(self._status_of(os.path.join(base, name)))
         return out
 
@@ -205,7 +259,7 @@ class ContentStore:
         path = self._ingest_dir(ref)
         if not os.path.exists(path):
             raise NotFound(f"ingest {ref}: not found")
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_dir(path)
 
     def write_blob(
         self, data: bytes, expected: Digest | str | None = None, ref: str = ""
@@ -262,6 +316,7 @@ class Writer:
         while chunk := os.pread(self._fd, _CHUNK, self.offset):
             self._digester.update(chunk)
             self.offset += len(chunk)
+        self._written_back = self.offset & ~0xFFFF  # writeback started up to here
 
     def __enter__(self) -> Writer:
         return self
@@ -278,6 +333,11 @@ class Writer:
             done += os.pwrite(self._fd, view[done:], self.offset + done)
         self._digester.update(view)
         self.offset += done
+        if self.offset - self._written_back >= _WRITEBACK_STEP:
+            # whole pages only: a page under writeback may stall the next write to it
+            end = self.offset & ~0xFFFF
+            _start_writeback(self._fd, self._written_back, end - self._written_back)
+            self._written_back = end
         return done
 
     def truncate(self, size: int = 0) -> None:
@@ -285,6 +345,7 @@ class Writer:
         if size > self.offset:
             raise InvalidArgument("cannot truncate forward")
         os.ftruncate(self._fd, size)
+        self._written_back = 0
         self._digester = Digester(self._digester.algorithm)
         self.offset = 0
         while self.offset < size and (chunk := os.pread(self._fd, _CHUNK, self.offset)):
@@ -336,8 +397,14 @@ class Writer:
         return actual
 
     def _discard(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        # moved away while the lock is still held, so that a writer opening
+        # the same ref meanwhile starts a fresh directory instead of having
+        # its files deleted under it
+        _remove_dir(self._dir)
         self.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
     def close(self) -> None:
         if self._fd >= 0:
