@@ -61,6 +61,10 @@ class ImageView:
     def created(self) -> int:
         return int(parse_time(self.config.get("created")) or 0)
 
+    @property
+    def created_at_precise(self) -> float:
+        return parse_time(self.config.get("created")) or 0.0
+
 
 def parse_time(value: Any) -> float | None:
     """RFC 3339 with up to nanoseconds (Go writes nine digits)."""
@@ -323,11 +327,11 @@ def apply_filters(
         out = [i for i in out if reference_matches(i, filters["reference"])]
     for key in ("before", "since"):
         for value in filters.get(key, ()):
-            pivot = lookup(value).created
+            pivot = lookup(value).created_at_precise
             if key == "before":
-                out = [i for i in out if i.created < pivot]
+                out = [i for i in out if i.created_at_precise < pivot]
             else:
-                out = [i for i in out if i.created > pivot]
+                out = [i for i in out if i.created_at_precise > pivot]
     for value in filters.get("until", ()):
         try:
             limit = float(value)
