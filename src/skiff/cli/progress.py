@@ -28,8 +28,10 @@ def progress_bar(detail: dict[str, Any], width: int = 50) -> str:
     if total <= 0:
         return f"{human_size(current):>8}"
     pct = min(int(current / total * 100) // 2, 50)
-    spaces = max(width - pct, 0)
-    bar = "[" + "=" * pct + (">" if pct < 50 else "") + " " * (spaces - 1 if pct < 50 else 0) + "] "
+    if current < total:
+        bar = "[" + "=" * pct + ">" + " " * max(width - pct, 0) + "] "
+    else:
+        bar = "[" + "=" * pct + "] "
     return bar + f"{human_size(current):>8}/{human_size(total)}"
 
 
