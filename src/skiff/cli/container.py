@@ -91,6 +91,8 @@ def cmd_run(cli: Cli, argv: list[str]) -> int:
                                    "See 'skiff run --help'.") from None  # fmt: skip
         raise
     cli.daemon_error_status = 125
+    if o.tty and o.interactive and not o.detach and not os.isatty(sys.stdin.fileno()):
+        raise StatusError(1, "the input device is not a TTY")
     if o.detach and o.rm is False and o.attach:
         raise UsageError("Conflicting options: -a and -d")
     body = build_create_body(o, run=True)
@@ -520,6 +522,9 @@ def cmd_exec(cli: Cli, argv: list[str]) -> int:
     from skiff.cli.options import env_list
 
     cli.daemon_error_status = 1
+    if o.tty and o.interactive and not o.detach and not os.isatty(sys.stdin.fileno()):
+        cli.client.inspect_container(o.container)  # a missing container is reported first
+        raise StatusError(1, "the input device is not a TTY")
     config: dict[str, Any] = {
         "User": o.user or "",
         "Privileged": o.privileged,

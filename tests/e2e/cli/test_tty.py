@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from cli_daemons import SKIFF, Daemon
-from cli_fixtures import Runner
+from cli_fixtures import Runner, skiff_bytes
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(90)]
 
@@ -167,3 +167,39 @@ def test_exec_it(skiff: Runner, daemon: Daemon, config_dir: Path) -> None:
             assert termios.tcgetattr(t.slave) == t.saved
     finally:
         skiff("rm", "-f", n)
+
+
+def test_not_a_tty_and_pull_progress_in_a_terminal(
+    skiff: Runner, docker: Runner, daemon: Daemon, config_dir: Path
+) -> None:
+    for args in (["run", "--rm", "-it", "busybox", "true"], ["exec", "-it", "nope", "true"]):
+        s, d = skiff(*args, input="x"), docker(*args, input="x")
+        assert (s.returncode, s.stderr) == (d.returncode, d.stderr), args
+    assert (
+        skiff("run", "--rm", "-it", "busybox", "true").stderr == "the input device is not a TTY\n"
+    )
+    assert (
+        skiff_bytes(daemon, config_dir, "run", "--rm", "-t", "busybox", "echo", "hi") == b"hi\r\n"
+    )
+    if not daemon.registry_port:
+        pytest.skip("docker-registry is not installed")
+    ref = f"127.0.0.1:{daemon.registry_port}/skiff/tty:progress"
+    # an image of its own (one random layer), so the pull downloads rather than reuses
+    import io
+    import tarfile
+
+    blob = os.urandom(300_000)
+    tar = config_dir / "layer.tar"
+    with tarfile.open(tar, "w") as tf:
+        info = tarfile.TarInfo("random.bin")
+        info.size = len(blob)
+        tf.addfile(info, io.BytesIO(blob))
+    assert skiff("import", str(tar), ref).returncode == 0
+    assert skiff("push", ref).returncode == 0
+    assert skiff("rmi", ref).returncode == 0
+    with terminal(daemon, config_dir, "pull", ref) as t:
+        seen = t.expect(ref.encode())
+        assert t.wait() == 0
+    # per-layer lines are redrawn in place: cursor up, clear line, and back down
+    assert b"\x1b[2K" in seen and b"A\x1b[2K\r" in seen and b"Pull complete" in seen
+    skiff("rmi", ref)
