@@ -545,6 +545,11 @@ def spawn_exec(job: ExecJob, chan: Channel, on_child: Callable[[int], None]) -> 
                 # B waits for this: no message of B's may overtake A's pid
                 chan.send({"type": "continue"}, up=False)
             elif kind == "ready":
+                # the pipe is close-on-exec: its end means B has exec'd, so the pid
+                # we hand out already names the user's process (or B reports an error)
+                late = chan.recv(up=True)
+                if late is not None and late.get("type") == "error":
+                    raise SetupError(str(late.get("message")))
                 return b_pid, a_pid
             elif kind == "error":
                 raise SetupError(str(msg.get("message")))
