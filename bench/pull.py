@@ -8,6 +8,8 @@ on 127.0.0.1 (temporary storage) holds one image whose only layer is a
   download   the layer's bytes alone (curl to a file): the floor
   skiff      `skiff.image.pull.pull` with an overlay snapshotter (download,
              verify, unpack while the bytes arrive), in a fresh process
+  skiff warm the same in a process that has imported skiff already, as in
+             skiff-containerd (docker pull, too, asks a running daemon)
   skopeo     `skopeo copy docker://... oci:DIR`, then `umoci unpack`
   docker     `docker pull` against Debian's dockerd started on a temporary
              root (--bridge=none --iptables=false) with its own containerd
@@ -17,19 +19,15 @@ Usage (as root): python bench/pull.py [--runs 3] [--size-mb 200] [--keep]
 
 from __future__ import annotations
 
-import argparse
+# only what the skiff child needs at the top: its start-up is measured
 import contextlib
-import http.client
 import json
 import os
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -45,6 +43,8 @@ def free_port() -> int:
 
 
 def wait_http(port: int, path: str, proc: subprocess.Popen[bytes], what: str) -> None:
+    import http.client
+
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -95,6 +95,7 @@ def registry(work: Path) -> Iterator[str]:
 def make_image(work: Path, host: str, size: int) -> tuple[str, str]:
     """Push a one-layer image of `size` random bytes; returns (ref, layer digest)."""
     import hashlib
+    import tarfile
     import zlib
 
     from skiff.containerd.content import ContentStore
@@ -131,7 +132,7 @@ def make_image(work: Path, host: str, size: int) -> tuple[str, str]:
                     self.left -= n
                     return os.urandom(n)
 
-            tar.addfile(ti, Random())  # type: ignore[arg-type]
+            tar.addfile(ti, Random())
         tail = z.flush()
         comp.update(tail)
         raw.write(tail)
@@ -178,6 +179,52 @@ def skiff_once(ref: str, root: str) -> None:
     )
     assert result.chain_id is not None
     sn.close()
+
+
+def skiff_serve() -> None:
+    """Child-process body for `skiff warm`: import once, then pull each
+    `REF ROOT` line read from stdin, answering `ok` (or the error)."""
+    import skiff.containerd.content
+    import skiff.containerd.snapshots
+    import skiff.image.pull
+    import skiff.image.registry  # noqa: F401
+
+    for line in sys.stdin:
+        ref, root = line.split()
+        try:
+            skiff_once(ref, root)
+            print("ok", flush=True)
+        except Exception as e:
+            print(f"error {e!r}", flush=True)
+
+
+@contextlib.contextmanager
+def warm_skiff() -> Iterator[Callable[[str, str], None]]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--skiff-serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    def ask(ref: str, root: str) -> None:
+        stdin.write(f"{ref} {root}\n")
+        stdin.flush()
+        answer = stdout.readline().strip()
+        if answer != "ok":
+            raise RuntimeError(f"skiff warm: {answer or 'exited'}")
+
+    try:
+        yield ask
+    finally:
+        stdin.close()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def timed(fn: Callable[[], None]) -> float:
@@ -244,15 +291,21 @@ def dockerd(work: Path) -> Iterator[dict[str, str] | None]:
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--skiff-once"] and len(sys.argv) == 4:
+        skiff_once(sys.argv[2], sys.argv[3])  # before argparse & co: start-up is measured
+        return 0
+    if sys.argv[1:] == ["--skiff-serve"]:
+        skiff_serve()
+        return 0
+    import argparse
+    import statistics
+    import tempfile
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size-mb", type=int, default=200)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
-    ap.add_argument("--skiff-once", nargs=2, metavar=("REF", "ROOT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.skiff_once:
-        skiff_once(*args.skiff_once)
-        return 0
     if os.geteuid() != 0:
         print("bench/pull.py needs root (overlay mounts, dockerd)", file=sys.stderr)
         return 1
@@ -260,7 +313,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="skiff-bench-pull-", dir="/var/tmp"))
     times: dict[str, list[float]] = {}
     try:
-        with registry(work) as host, dockerd(work) as docker_env:
+        with registry(work) as host, dockerd(work) as docker_env, warm_skiff() as ask:
             ref, layer = make_image(work, host, args.size_mb << 20)
             print(f"image {ref}: one layer {layer}, {args.size_mb} MB of random data")
             blob_url = f"http://{host}/v2/bench/random/blobs/{layer}"
@@ -291,6 +344,7 @@ def main() -> int:
                 samples = {
                     "download": timed(download),
                     "skiff": timed(skiff),
+                    "skiff warm": timed(lambda r=r: ask(ref, str(r / "skiff-warm"))),  # type: ignore[misc]
                     "skopeo copy": timed(skopeo),
                     "umoci unpack": timed(umoci),
                 }
@@ -315,6 +369,7 @@ def main() -> int:
         print(f"  {k:<14} {v:6.2f} s")
     print("ratios:")
     print(f"  skiff / download       {med['skiff'] / med['download']:.2f}x  (target <= 1.3x)")
+    print(f"  skiff warm / download  {med['skiff warm'] / med['download']:.2f}x")
     print(f"  skiff / skopeo+umoci   {med['skiff'] / med['skopeo+umoci']:.2f}x")
     if "docker pull" in med:
         print(

@@ -18,15 +18,17 @@ import hashlib
 import os
 import stat
 import struct
-import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from skiff.errors import InvalidArgument
 from skiff.image.compression import GzipWriter, decoded_chunks
 from skiff.image.rootpath import Root, clean, remove_at
 from skiff.oci.digest import Digest
+
+if TYPE_CHECKING:
+    import tarfile  # imported where layers are written: pulls need only the reader
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -610,6 +612,8 @@ def _xattrs(path: str) -> dict[str, str]:
 
 
 def _tarinfo(rel: str, path: str, st: os.stat_result) -> tarfile.TarInfo:
+    import tarfile
+
     ti = tarfile.TarInfo(rel)
     ti.mode = stat.S_IMODE(st.st_mode)
     ti.uid, ti.gid = st.st_uid, st.st_gid
@@ -719,6 +723,8 @@ def write_layer(
     progress: Callable[[int], None] | None = None,
 ) -> DiffResult:
     """Write `changes` as a tar layer (gzip unless told not) to `out`."""
+    import tarfile
+
     outer = _HashingWriter(out)
     sink: Any = GzipWriter(outer) if compress else outer
     inner = _HashingWriter(sink)

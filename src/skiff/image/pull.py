@@ -11,11 +11,10 @@ committed, so a snapshot is never committed from bad bytes.
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import os
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -273,34 +272,51 @@ def _fetch_layers(
                 with store.open(desc.digest) as f:
                     apply_into(snapshotter, parent, chain[i], f, config.rootfs.diff_ids[i])
 
-    with ThreadPoolExecutor(max_workers=max(1, client.options.concurrency) + 1) as pool:
-        unpacker: Future[None] | None = None
-        downloads = []
-        limiter = threading.Semaphore(max(1, client.options.concurrency))
-
-        def limited(i: int) -> None:
-            with limiter:
-                download(i)
-
-        for i in range(len(layers)):
-            downloads.append(pool.submit(limited, i))
-        if snapshotter is not None:
-            unpacker = pool.submit(unpack_all)
-        errors: list[BaseException] = []
-        for fut in downloads:
-            with contextlib.suppress(BaseException):
-                fut.result()
-            if fut.exception() is not None:
-                errors.append(fut.exception())  # type: ignore[arg-type]
-        if unpacker is not None:
-            try:
-                unpacker.result()
-            except BaseException as e:
-                if not errors:
-                    errors.append(e)
-        if errors:
-            raise errors[0]
+    downloads = _Batch([functools.partial(download, i) for i in range(len(layers))], client)
+    unpacker = _Batch([unpack_all], client, workers=1) if snapshotter is not None else None
+    errors = [e for e in downloads.wait() if e is not None]
+    if unpacker is not None:
+        (error,) = unpacker.wait()
+        if error is not None and not errors:
+            errors.append(error)
+    if errors:
+        raise errors[0]
     return chain[-1] if (snapshotter is not None and chain) else None
+
+
+class _Batch:
+    """Jobs run in list order on a few threads; `wait` gives each one's
+    exception or None. (concurrent.futures would cost a cold pull more
+    import time than this whole class.)"""
+
+    def __init__(
+        self, jobs: Sequence[Callable[[], None]], client: RegistryClient, workers: int = 0
+    ) -> None:
+        self._jobs = list(jobs)
+        self._next = 0
+        self._lock = threading.Lock()
+        self._errors: list[BaseException | None] = [None] * len(self._jobs)
+        n = min(workers or max(1, client.options.concurrency), len(self._jobs))
+        self._threads = [threading.Thread(target=self._work, name="skiff-pull") for _ in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                i = self._next
+                if i >= len(self._jobs):
+                    return
+                self._next = i + 1
+            try:
+                self._jobs[i]()
+            except BaseException as e:
+                self._errors[i] = e
+
+    def wait(self) -> list[BaseException | None]:
+        for t in self._threads:
+            t.join()
+        return self._errors
 
 
 def _wait_done(feed: _Feed) -> None:
@@ -350,9 +366,9 @@ def push(
                 Progress(id=desc.digest, kind="layer", status=how, done=desc.size, total=desc.size)
             )
 
-        with ThreadPoolExecutor(max_workers=max(1, client.options.concurrency)) as pool:
-            for fut in [pool.submit(one, d) for d in blobs]:
-                fut.result()
+        errors = [e for e in _Batch([functools.partial(one, d) for d in blobs], client).wait() if e]
+        if errors:
+            raise errors[0]
     obj = ref.tag if ref.tag else str(target.digest)
     client.put_manifest(ref, target.media_type, data, obj=obj)
     return target.digest
