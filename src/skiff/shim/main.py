@@ -8,21 +8,18 @@
         cleans up after a dead shim (runtime delete --force, unmount rootfs) and
         prints a containerd.task.v2.DeleteResponse on stdout.
 
-The daemon forks from the start process instead of executing a new
-interpreter: it starts in a fork's time with every module already imported.
+The shim is forked from the template of its supervisor address
+(skiff.shim.template), which the first `start` forks off itself: every shim
+starts in a fork's time and shares the interpreter's pages with its siblings.
+Without a template the shim forks from the start process itself.
+This module runs on every `start`, so it imports only os, sys and _socket.
 """
 
 from __future__ import annotations
 
+import _socket
 import os
-import signal
-import socket
 import sys
-import time
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 _FLAGS_WITH_VALUE = {"namespace", "id", "address", "publish-binary", "bundle", "socket"}
 _BOOL_FLAGS = {"debug", "v"}
@@ -93,7 +90,9 @@ def runtime_root(address: str, namespace: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        argv = sys.argv[1:]
+    args = parse_args(argv)
     if args.version:
         print("skiff-shim (containerd-shim-skiff-v1) 0.1.0")
         return 0
@@ -102,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print("skiff-shim: -namespace and -id are required", file=sys.stderr)
         return 2
     if args.action == "start":
-        return start(args)
+        return start(args, argv)
     if args.action == "delete":
         return delete(args)
     print(f"skiff-shim: unknown action {args.action!r} (start, delete)", file=sys.stderr)
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _alive(path: str) -> bool:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         s.connect(path)
         return True
@@ -120,7 +119,18 @@ def _alive(path: str) -> bool:
         s.close()
 
 
-def start(args: Args) -> int:
+def _listen(path: str) -> _socket.socket:
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def start(args: Args, argv: list[str]) -> int:
     bundle = os.getcwd()
     try:
         options = sys.stdin.buffer.read() if not sys.stdin.isatty() else b""
@@ -137,29 +147,17 @@ def start(args: Args) -> int:
             return 0
         os.unlink(path)
 
-    from skiff.ttrpc.server import listen_unix
-
-    listener = listen_unix(path)
-    # Import everything the daemon needs before forking, so it starts warm.
-    import skiff.shim.daemon  # noqa: F401
-
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.setsid()
-            if os.fork() != 0:
-                os._exit(0)
-            from skiff.shim.daemon import run_daemon
-
-            code = run_daemon(args, bundle, listener, path)
-        except BaseException as exc:
-            _last_words(bundle, exc)
-            code = 1
-        os._exit(code)
-    listener.close()
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
+    listener = _listen(path)
+    try:
+        ok = _start_shim(args, argv, bundle, listener)
+    finally:
+        listener.close()  # the shim has its own copy
+    if not ok:
         print("skiff-shim: failed to start the shim daemon", file=sys.stderr)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
         return 1
     _write_address(bundle, address)
     # containerd reads the whole output as the address: print nothing else
@@ -168,7 +166,54 @@ def start(args: Args) -> int:
     return 0
 
 
-def _last_words(bundle: str, exc: BaseException) -> None:
+def _start_shim(args: Args, argv: list[str], bundle: str, listener: _socket.socket) -> bool:
+    """Fork the shim from the template (starting one if needed), else from this process."""
+    from skiff.shim import template
+
+    shim_argv = [sys.argv[0], *argv]
+    path = template.template_path(socket_path(args.address, args.namespace, args.id), args.address)
+    stamp = template.code_stamp()
+    try:
+        template.request_shim(path, stamp, shim_argv, bundle, listener.fileno())
+        return True
+    except template.TemplateGone:
+        pass
+    try:
+        template.spawn_template(path, stamp, args.address, sys.argv[0])
+        template.request_shim(path, stamp, shim_argv, bundle, listener.fileno())
+        return True
+    except (template.TemplateGone, OSError):
+        # A template is an optimisation: without one the shim forks from here.
+        # Nothing is printed: containerd reads stdout and stderr as the address.
+        pass
+    return _fork_shim(args, bundle, listener)
+
+
+def _fork_shim(args: Args, bundle: str, listener: _socket.socket) -> bool:
+    import socket
+
+    import skiff.shim.daemon  # noqa: F401  imported before the fork, so the shim starts warm
+    from skiff.shim.template import run_shim
+
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            code = run_shim(args, bundle, socket.socket(fileno=os.dup(listener.fileno())))
+        except BaseException as exc:
+            last_words(bundle, exc)
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
+def last_words(bundle: str, exc: BaseException) -> None:
+    """Why a shim died before it could say so over ttrpc: <bundle>/shim.err."""
+    import time
+
     try:
         with open(os.path.join(bundle, "shim.err"), "a") as f:
             f.write(f"{time.ctime()}: skiff-shim died: {type(exc).__name__}: {exc}\n")
@@ -223,7 +268,9 @@ def delete(args: Args) -> int:
     if recorded is not None:
         status, at_ns = recorded
     else:
-        status, at_ns = 128 + signal.SIGKILL, time.time_ns()
+        import time
+
+        status, at_ns = 128 + 9, time.time_ns()  # as if SIGKILLed now
     response = DeleteResponse(pid=pid, exit_status=status, exited_at=Timestamp.from_ns(at_ns))
     sys.stdout.buffer.write(response.encode())
     sys.stdout.flush()

@@ -94,3 +94,76 @@ def mount(source: str, target: str, fstype: str, options: list[str]) -> None:
 
 def unmount(target: str) -> None:
     _check(_libc.umount2(target.encode(), MNT_DETACH), f"umount {target}")
+
+
+PR_SET_MM = 35
+PR_SET_MM_MAP = 14
+_cmdline_buffers: list[ctypes.Array[ctypes.c_char]] = []  # the kernel points into these
+
+
+class _MmMap(ctypes.Structure):
+    """struct prctl_mm_map of <linux/prctl.h>."""
+
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "start_code",
+            "end_code",
+            "start_data",
+            "end_data",
+            "start_brk",
+            "brk",
+            "start_stack",
+            "arg_start",
+            "arg_end",
+            "env_start",
+            "env_end",
+            "auxv",
+        )
+    ] + [("auxv_size", ctypes.c_uint32), ("exe_fd", ctypes.c_uint32)]
+
+
+def set_cmdline(argv: list[str]) -> bool:
+    """Make /proc/self/cmdline read argv; False if the kernel refuses.
+
+    A forked shim would otherwise show the command line of the process it was
+    forked from, to ps and to tools that find shims by their arguments.
+    PR_SET_MM_MAP with every other field unchanged needs no capability
+    (unlike PR_SET_MM_ARG_START, which needs CAP_SYS_RESOURCE).
+    """
+    data = b"\0".join(os.fsencode(a) for a in argv) + b"\0"
+    buf = ctypes.create_string_buffer(data, len(data))
+    with open("/proc/self/stat", "rb") as f:
+        # the fields after the ")" that closes comm start at field 3 (man 5 proc)
+        fields = f.read().rsplit(b")", 1)[1].split()
+
+    def field(n: int) -> int:
+        return int(fields[n - 3])
+
+    sbrk = _libc.sbrk
+    sbrk.restype = ctypes.c_void_p
+    mm = _MmMap(
+        start_code=field(26),
+        end_code=field(27),
+        start_stack=field(28),
+        start_data=field(45),
+        end_data=field(46),
+        start_brk=field(47),
+        brk=sbrk(0) or 0,
+        arg_start=ctypes.addressof(buf),
+        arg_end=ctypes.addressof(buf) + len(data),
+        env_start=field(50),
+        env_end=field(51),
+        auxv=0,
+        auxv_size=0,
+        exe_fd=0xFFFFFFFF,  # keep /proc/self/exe
+    )
+    _cmdline_buffers.append(buf)
+    result = _libc.prctl(
+        PR_SET_MM,
+        ctypes.c_ulong(PR_SET_MM_MAP),
+        ctypes.c_void_p(ctypes.addressof(mm)),
+        ctypes.c_ulong(ctypes.sizeof(mm)),
+        0,
+    )
+    return bool(result == 0)

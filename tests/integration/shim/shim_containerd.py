@@ -135,19 +135,11 @@ class Containerd:
 
     def shim_pids(self) -> list[int]:
         """Pids of skiff shims serving this containerd (their -address is ours)."""
-        pids = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if self.address.encode() in cmdline and any(
-                b"containerd-shim-skiff-v1" in c for c in cmdline[:2]
-            ):
-                pids.append(int(entry))
-        return pids
+        return processes_of(self.address, b"containerd-shim-skiff-v1")
+
+    def template_pids(self) -> list[int]:
+        """Pids of the shim template of this containerd (skiff.shim.template)."""
+        return processes_of(self.address, b"skiff-shim-template")
 
     def cleanup(self) -> None:
         """Kill every task, delete containers, stop the daemon and shims, unmount."""
@@ -165,13 +157,28 @@ class Containerd:
             for c in self.ctr("container", "ls", "-q", check=False).stdout.split():
                 self.ctr("container", "rm", c, check=False)
         self.stop()
-        for pid in self.shim_pids():
+        for pid in self.shim_pids() + self.template_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         _unmount_under(self.tmp)
         self.log.close()
+
+
+def processes_of(address: str, name: bytes) -> list[int]:
+    """Pids whose command line names the program name (argv[0] or the script) and address."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if address.encode() in cmdline and any(name in c for c in cmdline[:2]):
+            pids.append(int(entry))
+    return pids
 
 
 def _unmount_under(root: Path) -> None:

@@ -92,9 +92,11 @@ def test_detached_task_lifecycle(containerd: Containerd) -> None:
     assert not os.path.exists(f"/proc/{pid}")
     cd.ctr("task", "rm", "life1")
     cd.ctr("container", "rm", "life1")
-    # after delete the shim exits and removes its socket
+    # after delete the shim exits and removes its socket; the template stays
     wait_for(lambda: not cd.shim_pids(), what="shim exit")
-    assert not os.listdir(os.path.join(cd.tmp, "s"))
+    left = os.listdir(os.path.join(cd.tmp, "s"))
+    assert [n for n in left if not n.startswith("template-")] == []
+    assert len(cd.template_pids()) == 1
 
 
 def test_events_are_published(containerd: Containerd) -> None:

@@ -172,3 +172,155 @@ def test_delete_after_dead_shim_prints_delete_response(bundle: Path, tmp_path: P
     response = api.DeleteResponse.decode(out.stdout)
     assert response.pid == 4242 and response.exit_status == 3
     assert response.exited_at is not None and response.exited_at.seconds == 1700000000
+
+
+def _cmdline(pid: int) -> list[bytes]:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+
+
+def _templates(address: str) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = _cmdline(int(entry))
+            except OSError:
+                continue
+            if argv[:1] and argv[0].endswith(b"skiff-shim-template") and address.encode() in argv:
+                pids.append(int(entry))
+    return pids
+
+
+def _rollup(pid: int) -> dict[str, int]:
+    values = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":")
+        values[key] = int(value.split()[0])
+    return values
+
+
+def _start(address: str, bundle: Path, container_id: str) -> tuple[str, int]:
+    bundle.mkdir(exist_ok=True)
+    argv = [SHIM, "-namespace", "ns", "-id", container_id, "-address", address, "start"]
+    out = subprocess.run(argv, cwd=bundle, capture_output=True, timeout=20, input=b"")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == b""
+    shim_address = out.stdout.decode()
+    client = Client(shim_address)
+    try:
+        reply = client.call(api.SERVICE, "Connect", api.ConnectRequest(id=container_id).encode())
+    finally:
+        client.close()
+    return shim_address, api.ConnectResponse.decode(reply).shim_pid
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def test_shims_fork_from_one_template(bundle: Path, short_tmp: Path) -> None:
+    address = str(short_tmp / "c.sock")
+    shims: list[int] = []
+    try:
+        for i in range(3):
+            _, pid = _start(address, short_tmp / f"b{i}", f"c{i}")
+            shims.append(pid)
+        (template,) = _templates(address)
+        assert template not in shims
+        # each shim shows its own arguments, not those of the process it forked from
+        assert _cmdline(shims[1])[1:] == [
+            b"-namespace",
+            b"ns",
+            b"-id",
+            b"c1",
+            b"-address",
+            address.encode(),
+        ]
+        assert _cmdline(shims[1])[0].endswith(b"containerd-shim-skiff-v1")
+        # the template holds no descriptor of the start that made it (containerd waits
+        # for EOF): its socket and a pidfd per shim; a shim holds neither of those
+        fds = [
+            os.readlink(f"/proc/{template}/fd/{fd}") for fd in os.listdir(f"/proc/{template}/fd")
+        ]
+        (sock,) = [f for f in fds if f.startswith("socket:")]
+        assert sorted(fds) == [*["/dev/null"] * 3, *["anon_inode:[pidfd]"] * 3, sock]
+        for pid in shims:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                assert os.readlink(f"/proc/{pid}/fd/{fd}") not in (sock, "anon_inode:[pidfd]")
+        # forked from the template, the shims share the interpreter's pages with it
+        for pid in shims:
+            assert _rollup(pid)["Shared_Dirty"] > 1024, _rollup(pid)
+        mode = os.stat(next(short_tmp.glob("s/template-*"))).st_mode
+        assert mode & 0o777 == 0o600
+    finally:
+        _kill_all(shims + _templates(address))
+
+
+def test_a_dead_template_is_replaced(bundle: Path, short_tmp: Path) -> None:
+    address = str(short_tmp / "c.sock")
+    shims: list[int] = []
+    try:
+        shims.append(_start(address, short_tmp / "b0", "c0")[1])
+        (first,) = _templates(address)
+        os.kill(first, 9)
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{first}/exe") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        shims.append(_start(address, short_tmp / "b1", "c1")[1])
+        (second,) = _templates(address)
+        assert second != first
+        # the shim of the dead template still serves
+        client = Client(socket_path(address, "ns", "c0"))
+        try:
+            client.call(api.SERVICE, "Connect", api.ConnectRequest(id="c0").encode())
+        finally:
+            client.close()
+    finally:
+        _kill_all(shims + _templates(address))
+
+
+def test_a_template_of_other_code_steps_aside(bundle: Path, short_tmp: Path) -> None:
+    from skiff.shim.template import TemplateGone, request_shim, template_path
+
+    address = str(short_tmp / "c.sock")
+    shims: list[int] = []
+    try:
+        shims.append(_start(address, short_tmp / "b0", "c0")[1])
+        (template,) = _templates(address)
+        path = template_path(socket_path(address, "ns", "c9"), address)
+        with pytest.raises(TemplateGone, match="stale"):
+            request_shim(path, b"another-checkout", ["x"], str(bundle), 0)
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{template}/exe") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not os.path.exists(f"/proc/{template}/exe")
+        assert not os.path.exists(path)
+        shims.append(_start(address, short_tmp / "b1", "c1")[1])
+        assert len(_templates(address)) == 1
+    finally:
+        _kill_all(shims + _templates(address))
+
+
+def test_template_leaves_with_its_last_shim_when_no_supervisor_listens(
+    bundle: Path, short_tmp: Path
+) -> None:
+    address = str(short_tmp / "c.sock")  # nothing listens here
+    shim_address, pid = _start(address, short_tmp / "b0", "c0")
+    (template,) = _templates(address)
+    try:
+        client = Client(shim_address)
+        try:
+            client.call(api.SERVICE, "Shutdown", api.ShutdownRequest(id="c0").encode())
+        finally:
+            client.close()
+        deadline = time.monotonic() + 15
+        while os.path.exists(f"/proc/{template}/exe") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{template}/exe")
+        assert not list(short_tmp.glob("s/template-*"))
+    finally:
+        _kill_all([pid, *_templates(address)])
