@@ -30,7 +30,7 @@ def context_tar(files: dict[str, str | bytes | tuple[str, int]]) -> io.BytesIO:
 
 
 class Harness:
-    def __init__(self, client: Any, root: Path, runtime: str = "io.containerd.runc.v2") -> None:
+    def __init__(self, client: Any, root: Path, runtime: str = "io.containerd.skiff.v1") -> None:
         self.client = client
         self.root = root
         self.cache = BuildCache(str(root / "build"))

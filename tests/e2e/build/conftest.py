@@ -1,35 +1,32 @@
-"""Fixtures for the builder tests: Debian's containerd on temporary paths
-(the helpers of the skiff-ctr suite), busybox imported into `moby`."""
+"""Fixtures of the build e2e tests: one stack (supervisor + skiffd, busybox
+loaded) per supervisor for the whole session, every test run over both
+(Debian's containerd, then skiff-containerd); a supervisor client in `moby`
+for the tests that drive the builder directly. Helpers live in
+build_daemons.py, whose unique module name keeps them apart from other
+suites' helper modules."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "integration" / "ctr"))
-
-from ctr_daemons import BUSYBOX_TAR, containerd, ctr_base
-
-__all__ = ["containerd", "ctr_base", "moby"]
+from build_daemons import RUNTIME, SUPERVISORS, Stack, start_stack
 
 
-@pytest.fixture(scope="module")
-def moby(containerd):  # type: ignore[no-untyped-def]
-    from skiff.containerd.client import images as cimages
+@pytest.fixture(scope="session", params=SUPERVISORS)
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    with start_stack(request.param, {"SKIFF_BUILD_RUNTIME": RUNTIME}) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def moby(stack: Stack) -> Iterator[tuple[Any, Stack]]:
     from skiff.containerd.client.core import Client
 
-    client = Client(containerd.address, "moby")
+    client = Client(str(stack.containerd_sock), "moby")
     client.wait_ready()
-    with open(BUSYBOX_TAR, "rb") as f:
-        imported = cimages.import_archive(client, f)
-    names = [i if isinstance(i, str) else i.name for i in imported]
-    yield client, names
-    client.close()
-
-
-@pytest.fixture
-def outdir(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
+    try:
+        yield client, stack
+    finally:
+        client.close()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from build_helpers import Harness
+from build_daemons import RUNTIME
 
 from skiff.errors import SkiffError
 
@@ -15,7 +16,7 @@ from skiff.errors import SkiffError
 @pytest.fixture
 def h(moby: Any, tmp_path: Path) -> Harness:
     client, _ = moby
-    return Harness(client, tmp_path)
+    return Harness(client, tmp_path, RUNTIME)
 
 
 def test_run_copy_and_metadata(h: Harness) -> None:
@@ -89,7 +90,7 @@ def test_cache_reuse_and_invalidation(h: Harness) -> None:
 def test_cache_survives_restart(h: Harness, moby: Any) -> None:
     df = "FROM busybox\nRUN echo once > /x\n"
     h.build({"Dockerfile": df})
-    again = Harness(moby[0], h.root)  # a new builder over the same data root
+    again = Harness(moby[0], h.root, RUNTIME)  # a new builder over the same data root
     again.build({"Dockerfile": df})
     assert again.stream.count("Using cache") == 1
 
@@ -113,7 +114,7 @@ def test_reproducible_with_source_date_epoch(moby: Any, tmp_path: Path) -> None:
     df = "FROM busybox\nCOPY a /a\nRUN echo $RANDOM > /dev/null; touch /made\nENV X=1\n"
     ids = []
     for n in range(2):
-        h = Harness(moby[0], tmp_path / f"root{n}")
+        h = Harness(moby[0], tmp_path / f"root{n}", RUNTIME)
         ids.append(
             h.build(
                 {"Dockerfile": df, "a": "x"},
