@@ -294,6 +294,11 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--shims", type=int, default=10)
     p.add_argument("--image", default=str(IMAGE_TAR))
+    p.add_argument(
+        "--grpc-server",
+        choices=["h2", "grpcio"],
+        help="skiff-containerd's gRPC server (default: its own default)",
+    )
     args = p.parse_args()
     if os.geteuid() != 0:
         print("bench: must run as root", file=sys.stderr)
@@ -306,6 +311,13 @@ def main() -> int:
         print(f"bench: no image at {args.image}; run `make images`", file=sys.stderr)
         return 2
 
+    # byte-compile skiff as an installed wheel would be: with
+    # PYTHONDONTWRITEBYTECODE set, every skiff-ctr would compile from source
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "skiff")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     tmp = Path(tempfile.mkdtemp(prefix="bsup", dir="/tmp"))
     env = dict(os.environ)
     # both daemons find their shims on PATH (ours looks beside its Python first)
@@ -329,6 +341,9 @@ def main() -> int:
         "--state",
         str(sk.dir / "state"),
     ]
+    if args.grpc_server:
+        (sk.dir / "config.toml").write_text(f'[grpc]\nserver = "{args.grpc_server}"\n')
+        sk.argv += ["--config", str(sk.dir / "config.toml")]
     try:
         for d in (cd, sk):
             d.start(env)
@@ -358,7 +373,8 @@ def main() -> int:
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
             f"bench/supervisor.py  {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cpus  "
-            f"load {load}  runs {args.runs} (+{args.warmup} warm-up)"
+            f"load {load}  runs {args.runs} (+{args.warmup} warm-up)  "
+            f"skiff-containerd grpc server: {args.grpc_server or 'default'}"
         )
         latency(variants, args.runs, args.warmup)
         ref = variants[0].timings.median

@@ -25,7 +25,7 @@ DEFAULTS: dict[str, Any] = {
     "grpc": {
         "address": DEFAULT_ADDRESS,
         # "h2": skiff's own gRPC server over the h2 package; "grpcio": grpcio's
-        "server": "grpcio",
+        "server": "h2",
         "max_workers": 64,
         "max_recv_message_size": 16 << 20,
         "max_send_message_size": 16 << 20,

@@ -15,7 +15,6 @@ from skiff.containerd.services.context import required_namespace
 from skiff.containerd.services.core import Core
 from skiff.containerd.snapshots import Mount, mount_all, unmount
 from skiff.errors import AlreadyExists, InvalidArgument, NotFound, NotImplemented_
-from skiff.image.layer import apply_layer, tree_changes, write_layer
 from skiff.oci import mediatypes as mt
 
 UNCOMPRESSED_LABEL = "containerd.io/uncompressed"
@@ -67,6 +66,10 @@ class DiffService:
         self.core.meta.get_content(ns, desc.digest)
         if not mounts:
             raise InvalidArgument("apply needs at least one mount")
+        # loaded on first use: the layer codecs (bz2, lzma, zstd) cost an
+        # idle daemon about 2 MB
+        from skiff.image.layer import apply_layer
+
         with self.core.content.open(desc.digest) as blob, _mounted(mounts) as target:
             result = apply_layer(target, blob)
         return Descriptor(media_type=mt.OCI_LAYER, digest=str(result.diff_id), size=result.size)
@@ -85,6 +88,8 @@ class DiffService:
         if media_type not in (mt.OCI_LAYER, mt.OCI_LAYER_GZIP, mt.DOCKER_LAYER_GZIP):
             raise NotImplemented_(f"unsupported diff media type {media_type!r}")
         compress = media_type != mt.OCI_LAYER
+        from skiff.image.layer import tree_changes, write_layer
+
         ref = ref or f"diff-{secrets.token_hex(8)}"
         with contextlib.ExitStack() as stack:
             lower = stack.enter_context(_mounted(left, readonly=True)) if left else None
