@@ -25,10 +25,13 @@ def test_images_tag_rmi_history(skiff: Runner, docker: Runner) -> None:
     repo = f"local/t{uuid.uuid4().hex[:8]}"
     ok(skiff("tag", "busybox", f"{repo}:v1"))
     try:
-        for args in (["images"], ["images", "-q"], ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}"],
+        # only images of busybox's age: a fresh image's CREATED can tick between the two calls
+        old = ["--filter", "reference=busybox", "--filter", f"reference={repo}:*"]
+        for args in (["images", *old], ["images", "-q", *old],
+                     ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}", *old],
                      ["images", repo], ["image", "ls", "--filter", f"reference={repo}:*"],
                      ["history", "busybox"], ["history", "-q", "busybox"],
-                     ["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}"]):  # fmt: skip
+                     ["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}", *old]):  # fmt: skip
             # docker orders the tags of one image by Go map iteration (randomly): compare
             # the header, then the rows as a set
             s, d = ok(skiff(*args)).splitlines(), ok(docker(*args)).splitlines()
