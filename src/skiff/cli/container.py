@@ -70,7 +70,6 @@ def cmd_create(cli: Cli, argv: list[str]) -> int:
     p = parser("create", usage="skiff create [OPTIONS] IMAGE [COMMAND] [ARG...]", add_help=False)
     add_create_flags(p, run=False)
     o = p.parse_args(argv)
-    cli.daemon_error_status = 125
     body = build_create_body(o, run=False)
     cid = create_container(cli, body, o.name, o.pull, o.platform, o.quiet)
     if o.cidfile:

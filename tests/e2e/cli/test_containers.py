@@ -410,3 +410,21 @@ def test_daemon_not_running(config_dir: Path) -> None:
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1, r.stderr
         assert "unix:///nonexistent/skiff.sock" in lines[0] and "skiffd" in lines[0]
+
+
+def test_create_then_start_attached(skiff: Runner, docker: Runner) -> None:
+    n = name()
+    cid = ok(skiff("create", "-i", "--name", n, "busybox", "sh", "-c", "cat; exit 9")).strip()
+    try:
+        assert len(cid) == 64
+        r = skiff("start", "-ai", n, input="through start\n")
+        assert (r.returncode, r.stdout) == (9, "through start\n"), r.stderr
+        ok(skiff("rm", n))
+        ok(skiff("create", "--name", n, "busybox", "sh", "-c", "echo started; exit 2"))
+        r = skiff("start", "-a", n)
+        assert (r.returncode, r.stdout) == (2, "started\n")
+        s, d = skiff("create", "--name", n, "busybox"), docker("create", "--name", n, "busybox")
+        assert (s.returncode, s.stderr) == (d.returncode, d.stderr)
+        assert "already in use" in s.stderr
+    finally:
+        skiff("rm", "-f", n)
