@@ -7,12 +7,14 @@ ttrpc connection and call has its own thread (skiff.ttrpc.server).
 
 from __future__ import annotations
 
+import _socket
 import os
-import signal
+import socket
 import sys
 import threading
 import time
 
+from skiff.runtime.sig import signal
 from skiff.shim import syscalls
 from skiff.shim.publisher import publisher_from_env
 from skiff.shim.reaper import Reaper
@@ -23,8 +25,8 @@ from skiff.ttrpc.server import Server
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    import socket
     from collections.abc import Callable
+    from typing import Any
 
     from skiff.shim.main import Args
     from skiff.ttrpc.protobuf import Message
@@ -55,6 +57,19 @@ class _Log:
                         f.write(data)
                 except OSError:
                     pass
+
+
+class _Listener(socket.socket):
+    """A listening socket whose accept() skips socket.py's enum conversions.
+
+    socket.socket.accept() builds an AddressFamily and a SocketKind enum for
+    every connection; running enum's code in a shim unshares the pages that
+    hold it, which the shim otherwise shares with its template.
+    """
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, address = self._accept()  # type: ignore[attr-defined]
+        return socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fileno=fd), address
 
 
 def _redirect_stdio(bundle: str) -> None:
@@ -132,7 +147,7 @@ def run_daemon(args: Args, bundle: str, listener: socket.socket, socket_path: st
     )
     server = Server(on_error=log)
     server.register(api.SERVICE, task_handlers(service))
-    server.serve_in_thread(listener)
+    server.serve_in_thread(_Listener(fileno=listener.detach()))
     log(f"serving {args.namespace}/{args.id} on {socket_path}")
 
     while True:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 
 from skiff.errors import Internal, NotFound
+from skiff.runtime.sig import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

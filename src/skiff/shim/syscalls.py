@@ -51,6 +51,22 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def fork_bare() -> int:
+    """fork(2) without Python's at-fork work; only for a single-threaded process.
+
+    os.fork() runs the interpreter's after-fork handlers in the child
+    (threading's among them), which write to some 700 KB of pages the child
+    would otherwise share with its parent. A single-threaded parent holds no
+    lock another thread could have left taken, so there is nothing to reset;
+    ctypes releases the GIL for the call and the child takes it back.
+    """
+    pid = int(_libc.fork())
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"fork: {os.strerror(err)}")
+    return pid
+
+
 def set_child_subreaper() -> None:
     _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 

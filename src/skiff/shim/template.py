@@ -245,6 +245,8 @@ def _serve_request(conn: socket.socket, stamp: bytes) -> tuple[bool, int]:
     import array
     import socket
 
+    from skiff.shim import syscalls
+
     fds = array.array("i")
     try:
         conn.settimeout(10.0)
@@ -276,7 +278,7 @@ def _serve_request(conn: socket.socket, stamp: bytes) -> tuple[bool, int]:
             conn.send(b"error bad request")
             return False, -1
         pid_r, pid_w = os.pipe()
-        pid = os.fork()
+        pid = syscalls.fork_bare()  # the template is single-threaded
         if pid == 0:
             # neither the template's socket nor the pidfds of other shims
             _close_all_but(conn.fileno(), fds[0], pid_w)
@@ -306,12 +308,13 @@ def _become_shim(
     """In the template's child: detach once more, then run the shim for bundle."""
     import socket
 
+    from skiff.shim import syscalls
     from skiff.shim.main import parse_args
 
     code = 1
     try:
         os.setsid()
-        shim_pid = os.fork()
+        shim_pid = syscalls.fork_bare()
         if shim_pid != 0:
             os.write(pid_w, b"%d" % shim_pid)  # so the template knows when its shims are gone
             os._exit(0)

@@ -3,7 +3,9 @@
     .venv/bin/python tests/integration/shim/pss.py [N]
 
 Starts Debian's containerd in a temporary root, runs N `sleep` containers with
-each runtime and prints the mean Pss and RSS per shim from /proc/PID/smaps_rollup.
+each runtime and prints the mean Pss and RSS per shim from /proc/PID/smaps_rollup,
+and the median `ctr run -d` time. For skiff the shim template's own Pss is shown
+too, and what a shim costs with the template's share added ("Pss+template").
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from shim_containerd import IMAGE, IMAGE_TAR, Containerd
+from shim_containerd import IMAGE, IMAGE_TAR, Containerd, processes_of
 
 
 def rollup(pid: int) -> dict[str, int]:
@@ -29,16 +31,7 @@ def rollup(pid: int) -> dict[str, int]:
 
 
 def shims(cd: Containerd, name: bytes) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if any(name in c for c in cmdline[:2]) and cd.address.encode() in cmdline:
-                pids.append(int(entry))
-    return pids
+    return processes_of(cd.address, name)
 
 
 def main() -> None:
@@ -52,19 +45,27 @@ def main() -> None:
             ("io.containerd.skiff.v1", b"containerd-shim-skiff-v1"),
             ("io.containerd.runc.v2", b"containerd-shim-runc-v2"),
         ):
-            started = time.monotonic()
+            times = []
             for i in range(n):
                 args = cd.run_args("-d", IMAGE, f"{binary.decode()[-7:]}{i}", "sleep", "1000")
                 args[args.index("--runtime") + 1] = runtime
+                started = time.monotonic()
                 cd.ctr(*args)
-            elapsed = (time.monotonic() - started) / n
+                times.append(time.monotonic() - started)
             time.sleep(1)
             stats = [rollup(p) for p in shims(cd, binary)]
             pss = statistics.mean(s["Pss"] for s in stats) / 1024
             rss = statistics.mean(s["Rss"] for s in stats) / 1024
+            extra = ""
+            templates = [rollup(p) for p in cd.template_pids()] if b"skiff" in binary else []
+            if templates:
+                t_pss = sum(t["Pss"] for t in templates) / 1024
+                with_share = pss + t_pss / len(stats)
+                extra = f"  (template Pss {t_pss:.1f} MB; Pss+template {with_share:.1f} MB)"
             print(
                 f"{binary.decode():28} shims={len(stats):3} Pss {pss:5.1f} MB  "
-                f"RSS {rss:5.1f} MB  run -d {elapsed * 1000:4.0f} ms/container"
+                f"RSS {rss:5.1f} MB  run -d median {statistics.median(times) * 1000:4.0f} ms "
+                f"(first {times[0] * 1000:.0f} ms){extra}"
             )
     finally:
         cd.cleanup()
