@@ -137,9 +137,35 @@ def cmd_info(cli: Cli, argv: list[str]) -> int:
         ("Logging Driver", i.get("LoggingDriver")),
         ("Cgroup Driver", i.get("CgroupDriver")),
         ("Cgroup Version", i.get("CgroupVersion")),
-        ("Runtimes", " ".join(sorted((i.get("Runtimes") or {}).keys()))),
+    ]
+    plugins = i.get("Plugins") or {}
+    if plugins:
+        lines.append(("Plugins", None))
+        for kind in ("Volume", "Network", "Authorization", "Log"):
+            if plugins.get(kind):
+                lines.append((f" {kind}", " ".join(plugins[kind])))
+    swarm = (i.get("Swarm") or {}).get("LocalNodeState")
+    if swarm:
+        lines.append(("Swarm", swarm))
+    lines += [
+        ("Runtimes", " ".join((i.get("Runtimes") or {}).keys())),
         ("Default Runtime", i.get("DefaultRuntime")),
         ("Init Binary", i.get("InitBinary")),
+    ]
+    for label, key in (("containerd", "ContainerdCommit"), ("runc", "RuncCommit"),
+                       ("init", "InitCommit")):  # fmt: skip
+        if key in i:
+            lines.append((f"{label} version", (i.get(key) or {}).get("ID", "")))
+    secopts = i.get("SecurityOptions") or []
+    if secopts:
+        lines.append(("Security Options", None))
+        for opt in secopts:
+            fields = dict(kv.split("=", 1) for kv in opt.split(",") if "=" in kv)
+            lines.append((f" {fields.get('name', opt)}", None))
+            for k, v in fields.items():
+                if k != "name":
+                    lines.append((f"  {k.title()}", v))
+    lines += [
         ("Kernel Version", i.get("KernelVersion")),
         ("Operating System", i.get("OperatingSystem")),
         ("OSType", i.get("OSType")),
@@ -151,10 +177,14 @@ def cmd_info(cli: Cli, argv: list[str]) -> int:
         ("Docker Root Dir", i.get("DockerRootDir")),
         ("Debug Mode", str(bool(i.get("Debug"))).lower()),
         ("Experimental", str(bool(i.get("ExperimentalBuild"))).lower()),
-        ("Live Restore Enabled", str(bool(i.get("LiveRestoreEnabled"))).lower()),
     ]
     for k, v in lines:
-        cli.print(f" {k}: {'' if v is None else v}")
+        if v is None and not k.startswith(" "):
+            cli.print(f" {k}:")
+        elif v is None:
+            cli.print(f" {k}")
+        else:
+            cli.print(f" {k}: {v}")
     regs = (i.get("RegistryConfig") or {}).get("InsecureRegistryCIDRs") or []
     idx = (i.get("RegistryConfig") or {}).get("IndexConfigs") or {}
     insecure = [k for k, v in idx.items() if not v.get("Secure")] + regs
@@ -162,6 +192,8 @@ def cmd_info(cli: Cli, argv: list[str]) -> int:
         cli.print(" Insecure Registries:")
         for r in insecure:
             cli.print(f"  {r}")
+    cli.print(f" Live Restore Enabled: {str(bool(i.get('LiveRestoreEnabled'))).lower()}")
+    cli.print()
     for w in i.get("Warnings") or []:
         cli.eprint(w)
     return 0

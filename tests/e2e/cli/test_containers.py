@@ -34,6 +34,10 @@ def test_version_and_info(skiff: Runner, docker: Runner) -> None:
     info = ok(skiff("info"))
     assert f"Server Version: {server}" in info
     assert ok(skiff("info", "--format", "{{.ServerVersion}}")).strip() == server
+    # the whole server section as docker prints it (Runtimes is a Go map: any order)
+    s_lines = [x for x in info.splitlines()[4:] if not x.startswith(" Runtimes:")]
+    d_lines = [x for x in ok(docker("info")).splitlines()[4:] if not x.startswith(" Runtimes:")]
+    assert s_lines == d_lines
     started = time.monotonic()
     ok(skiff("version"))
     print(f"skiff version took {(time.monotonic() - started) * 1000:.0f} ms (with subprocess)")
