@@ -347,9 +347,8 @@ def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     command = c.get("Command", "")
     if trunc:
         command = fmt.ellipsis(command, 20)
-    size = ""
+    size = fmt.human_size(c.get("SizeRw") or 0)
     if c.get("SizeRw") is not None or c.get("SizeRootFs") is not None:
-        size = fmt.human_size(c.get("SizeRw") or 0)
         if c.get("SizeRootFs"):
             size += f" (virtual {fmt.human_size(c['SizeRootFs'])})"
     labels = c.get("Labels") or {}
@@ -371,6 +370,7 @@ def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": ",".join(fmt.ellipsis(m, 15) if trunc else m for m in mounts),
         "Networks": ",".join(nets),
+        "Platform": None,
         "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
     }
 
@@ -388,7 +388,7 @@ def cmd_ps(cli: Cli, argv: list[str]) -> int:
     o = p.parse_args(argv)
     limit = 1 if o.latest else (o.last if o.last > 0 else None)
     fmt_str = o.format
-    size = o.size or ("{{.Size}}" in fmt_str)
+    size = o.size or ".Size" in fmt_str or "json ." in fmt_str
     containers = cli.client.containers(all=o.all or limit is not None, limit=limit, size=size,
                                        filters=parse_kv_filters(o.filter))  # fmt: skip
     if o.quiet and not fmt_str:

@@ -131,6 +131,8 @@ class Formatter:
                  funcs: dict[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
         fmt = fmt or default_table
         self.json = fmt.strip() == "json"
+        # a row marshals as the docker CLI's formatter contexts do: keys sorted, HTML escaped
+        funcs = {"json": row_json, **(funcs or {})}
         self.table = fmt.startswith("table")
         if self.table:
             body = fmt[len("table") :].strip()
@@ -141,7 +143,7 @@ class Formatter:
     def render(self, rows: Iterable[Any], out: TextIO) -> None:
         if self.json:
             for r in rows:
-                out.write(json.dumps(as_dict(r), separators=(",", ":"), ensure_ascii=False) + "\n")
+                out.write(row_json(r) + "\n")
             return
         assert self.template is not None
         lines = []
@@ -166,6 +168,12 @@ class HeaderRow:
         if name.startswith("__"):
             raise AttributeError(name)
         return self.h.get(name, name.upper())
+
+
+def row_json(v: Any) -> str:
+    """Go's json.Marshal of a formatter context: sorted keys, <, > and & escaped."""
+    text = json.dumps(as_dict(v), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def as_dict(r: Any) -> Any:

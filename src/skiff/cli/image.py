@@ -132,7 +132,7 @@ def image_rows(images: list[dict[str, Any]], trunc: bool, digests: bool) -> list
             "CreatedSince": fmt.ago(img.get("Created", 0)),
             "CreatedAt": fmt.go_time(img.get("Created", 0)),
             "Size": fmt.human_size(img.get("Size", 0)),
-            "VirtualSize": fmt.human_size(img.get("VirtualSize", img.get("Size", 0))),
+            "VirtualSize": fmt.human_size(img.get("VirtualSize", img.get("Size", 0)), 4),
             "SharedSize": "N/A" if img.get("SharedSize", -1) < 0 else fmt.human_size(img["SharedSize"]),
             "UniqueSize": "N/A",
             "Containers": "N/A" if img.get("Containers", -1) < 0 else str(img["Containers"]),

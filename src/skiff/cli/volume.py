@@ -48,7 +48,7 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
         "Name": v["Name"], "Driver": v.get("Driver", ""), "Scope": v.get("Scope", ""),
         "Mountpoint": v.get("Mountpoint", ""),
         "Labels": ",".join(f"{k}={x}" for k, x in sorted((v.get("Labels") or {}).items())),
-        "Links": "N/A", "Size": "N/A",
+        "Links": "N/A", "Size": "N/A", "Availability": "N/A", "Group": "N/A", "Status": "N/A",
     } for v in vols]  # fmt: skip
     headers = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}  # fmt: skip

@@ -69,3 +69,10 @@ def test_formatter_table_json_and_template() -> None:
 def test_ellipsis_and_short_id() -> None:
     assert fmt.ellipsis("sh -c 'echo hello; sleep 1000'", 20) == "sh -c 'echo hello; …"
     assert fmt.short_id("sha256:e4f8e184eccab6256488") == "e4f8e184ecca"
+
+
+def test_rows_marshal_like_go() -> None:
+    assert fmt.row_json({"b": "<none>", "a": "x&y"}) == '{"a":"x\\u0026y","b":"\\u003cnone\\u003e"}'
+    out = io.StringIO()
+    fmt.Formatter("{{json .}}", "table {{.a}}", {}).render([{"b": 1, "a": 2}], out)
+    assert out.getvalue() == '{"a":2,"b":1}\n'
