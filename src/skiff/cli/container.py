@@ -348,9 +348,8 @@ def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     if trunc:
         command = fmt.ellipsis(command, 20)
     size = fmt.human_size(c.get("SizeRw") or 0)
-    if c.get("SizeRw") is not None or c.get("SizeRootFs") is not None:
-        if c.get("SizeRootFs"):
-            size += f" (virtual {fmt.human_size(c['SizeRootFs'])})"
+    if c.get("SizeRootFs"):
+        size += f" (virtual {fmt.human_size(c['SizeRootFs'])})"
     labels = c.get("Labels") or {}
     mounts = [m.get("Name") or m.get("Source", "") for m in c.get("Mounts") or []]
     nets = sorted(((c.get("NetworkSettings") or {}).get("Networks") or {}).keys())
