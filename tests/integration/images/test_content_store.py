@@ -119,3 +119,51 @@ def test_same_blob_from_many_threads(store: ContentStore) -> None:
         t.join()
     assert errors == []
     assert [i.digest for i in store.walk()] == [Digest.from_bytes(data)]
+
+
+def test_large_ingest_resumes_and_commits_across_writeback(store: ContentStore) -> None:
+    """Writeback is started while writing (every 8 MiB); a writer closed
+    mid-way and reopened still commits exactly the bytes written."""
+    data = os.urandom(21 * 1024 * 1024 + 5)
+    digest = Digest.from_bytes(data)
+    cut = 13 * 1024 * 1024 + 3
+    with store.writer("big", total=len(data), expected=digest) as w:
+        for i in range(0, cut, 1 << 20):
+            w.write(memoryview(data)[i : min(i + (1 << 20), cut)])
+    with store.writer("big", total=len(data), expected=digest) as w:
+        assert w.offset == cut
+        w.write(data[cut:])
+        assert w.commit(len(data), digest) == digest
+    with store.open(digest) as f:
+        assert f.read() == data
+
+
+def test_same_ref_hammered_leaves_one_blob_and_no_ingests(store: ContentStore) -> None:
+    """Many rounds of writers racing on one ref while the winner commits
+    and removes its ingest directory: none loses its files."""
+    for _ in range(25):
+        data = os.urandom(100_000)
+        errors: list[BaseException] = []
+
+        def put(data: bytes = data, errors: list[BaseException] = errors) -> None:
+            try:
+                store.write_blob(data, ref="same-ref")
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=put) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert store.exists(Digest.from_bytes(data))
+    assert store.statuses() == []
+    assert os.listdir(os.path.join(store.root, "ingest")) == []
+
+
+def test_leftover_removal_directories_are_cleaned(store: ContentStore) -> None:
+    stale = os.path.join(store.root, "ingest", ".removing-abc-1-2")
+    os.makedirs(os.path.join(stale, "sub"))
+    ContentStore(store.root)
+    assert not os.path.exists(stale)

@@ -18,6 +18,7 @@ Writeback of an ingest's data is started as it is written
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -114,7 +115,13 @@ class ContentStore:
         self.root = os.path.abspath(root)
         for algorithm in ALGORITHMS:
             os.makedirs(os.path.join(self.root, "blobs", algorithm), exist_ok=True)
-        os.makedirs(os.path.join(self.root, "ingest"), exist_ok=True)
+        ingest = os.path.join(self.root, "ingest")
+        os.makedirs(ingest, exist_ok=True)
+        for name in os.listdir(ingest):
+            if name.startswith(".removing-"):  # left by a process that died removing it
+                import shutil
+
+                shutil.rmtree(os.path.join(ingest, name), ignore_errors=True)
 
     # -- reading -----------------------------------------------------------
 
@@ -200,10 +207,16 @@ class ContentStore:
             # the lock: a lock on a file no longer at `lock_path` is no lock
             try:
                 st, held = os.stat(lock_path), os.fstat(lock_fd)
-                if (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino):
-                    break
+                same = (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
             except FileNotFoundError:
-                pass
+                same = False
+            if same and exp is not None and self.exists(exp):
+                # committed by the writer we waited for: this directory is ours and useless
+                _remove_dir(path)
+                os.close(lock_fd)
+                raise AlreadyExists(f"content {exp}: already exists")
+            if same:
+                break
             os.close(lock_fd)
         try:
             if not os.path.exists(os.path.join(path, "ref")):
@@ -285,7 +298,8 @@ class ContentStore:
         with w:
             w.truncate()
             w.write(data)
-            w.commit(len(data), exp)
+            with contextlib.suppress(AlreadyExists):  # committed meanwhile by another ref
+                w.commit(len(data), exp)
         return exp
 
 
