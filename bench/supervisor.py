@@ -10,7 +10,8 @@ the containerd gRPC API only, both daemons in the same run:
 - shim memory: Pss and RSS (/proc/PID/smaps_rollup) per shim for N running
   containers, skiff-shim against containerd-shim-runc-v2;
 - daemon memory: RSS and Pss of each daemon idle (after `version` and
-  `images ls`, before any work) and again after the runs.
+  `images ls`, before any work), after the runs, and with the N
+  containers of the shim measurement running.
 
 Each daemon runs in a private mount namespace with a tmpfs over /run (the
 runc shim and runc put their state under /run/containerd whatever the
@@ -407,11 +408,16 @@ def main() -> int:
         ):
             n, pss, rss, total = shim_memory(d, client, runtime, binary, args.shims)
             print(f"  {label:34} {n:3} {pss:8.1f} {rss:8.1f} {total:10.1f}")
+        loaded = {d.name: d.memory() for d in (cd, sk)}
 
-        print("\ndaemon memory                      RSS MB   Pss MB")
-        for when, figures in (("idle", idle), ("after the runs", busy)):
+        print("\ndaemon memory                         RSS MB   Pss MB")
+        for when, figures in (
+            ("idle", idle),
+            ("after the runs", busy),
+            (f"{args.shims} running", loaded),
+        ):
             for name, (rss, pss) in figures.items():
-                print(f"  {name:18} {when:15} {rss:6.1f} {pss:8.1f}")
+                print(f"  {name:18} {when:18} {rss:6.1f} {pss:8.1f}")
         return 0
     finally:
         for d in (sk, cd):

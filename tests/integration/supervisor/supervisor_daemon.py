@@ -55,8 +55,9 @@ def _pids_with(needle: str) -> list[int]:
 
 
 class Supervisor:
-    def __init__(self, tmp: Path, namespace: str = "default") -> None:
+    def __init__(self, tmp: Path, namespace: str = "default", grpc_server: str = "") -> None:
         self.tmp = tmp
+        self.grpc_server = grpc_server or GRPC_SERVER
         self.address = str(tmp / "c.sock")
         self.root = tmp / "root"
         self.state = tmp / "state"
@@ -70,9 +71,9 @@ class Supervisor:
     # -- the daemon ----------------------------------------------------------------
 
     def start(self, *extra: str) -> None:
-        if GRPC_SERVER:
+        if self.grpc_server:
             config = self.tmp / "config.toml"
-            config.write_text(f'[grpc]\nserver = "{GRPC_SERVER}"\n')
+            config.write_text(f'[grpc]\nserver = "{self.grpc_server}"\n')
             extra = ("--config", str(config), *extra)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(

@@ -3,6 +3,7 @@ issue 4, each command checked for what it prints."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from supervisor_daemon import DAEMON, IMAGE, IMAGE_OCI, IMAGE_TAR, Supervisor
+from supervisor_daemon import DAEMON, IMAGE, IMAGE_OCI, IMAGE_TAR, Supervisor, require
 
 
 def test_version_and_namespaces(supervisor: Supervisor) -> None:
@@ -217,3 +218,41 @@ def test_config_default_and_dump(tmp_path: Path) -> None:
     assert 'level = "debug"' in out and "max_workers = 7" in out
     assert f'address = "{tmp_path}/x.sock.ttrpc"' in out
     assert json.dumps(str(tmp_path / "x.sock")) in out
+
+
+@pytest.mark.parametrize("server", ["grpcio", "h2"])
+def test_both_grpc_servers(server: str) -> None:
+    """`[grpc] server` picks grpcio or our own server over h2; whichever is
+    not the default must keep serving ctr: a stream in (import), streams out
+    (content get, events), unary calls, a task run."""
+    require()
+    tmp = Path(tempfile.mkdtemp(prefix="skc", dir="/tmp"))
+    sup = Supervisor(tmp, grpc_server=server)
+    events = None
+    try:
+        sup.start()
+        assert "skiff" in sup.ctr("version").stdout
+        events = subprocess.Popen(
+            ["ctr", "-a", sup.address, "events"], stdout=subprocess.PIPE, text=True
+        )
+        sup.import_image()
+        digest = sup.ctr("content", "ls", "-q").stdout.split()[0]
+        blob = subprocess.run(
+            ["ctr", "-a", sup.address, "content", "get", digest], capture_output=True, check=True
+        ).stdout
+        assert "sha256:" + hashlib.sha256(blob).hexdigest() == digest
+        p = sup.ctr(
+            *sup.run_args(), "--rm", IMAGE, "g1", "sh", "-c", "echo hi; exit 4", check=False
+        )
+        assert (p.returncode, p.stdout.strip()) == (4, "hi")
+        time.sleep(0.5)
+        events.terminate()
+        seen = events.communicate(timeout=10)[0]
+        # image events decode too: their type URLs are containerd.services.images.v1.*
+        assert "/tasks/exit" in seen and "/images/create" in seen
+    finally:
+        if events is not None and events.poll() is None:
+            events.kill()
+            events.wait()
+        sup.cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)

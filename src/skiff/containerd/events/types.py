@@ -22,9 +22,9 @@ def _simple(name: str, topic: str, *fields: str) -> type[Message]:
 
 NamespaceCreate = _simple("containerd.events.NamespaceCreate", "/namespaces/create", "name")
 NamespaceDelete = _simple("containerd.events.NamespaceDelete", "/namespaces/delete", "name")
-ImageCreate = _simple("containerd.events.ImageCreate", "/images/create", "name")
-ImageUpdate = _simple("containerd.events.ImageUpdate", "/images/update", "name")
-ImageDelete = _simple("containerd.events.ImageDelete", "/images/delete", "name")
+ImageCreate = _simple("containerd.services.images.v1.ImageCreate", "/images/create", "name")
+ImageUpdate = _simple("containerd.services.images.v1.ImageUpdate", "/images/update", "name")
+ImageDelete = _simple("containerd.services.images.v1.ImageDelete", "/images/delete", "name")
 ContainerCreate = _simple("containerd.events.ContainerCreate", "/containers/create", "id", "image")
 ContainerUpdate = _simple("containerd.events.ContainerUpdate", "/containers/update", "id", "image")
 ContainerDelete = _simple("containerd.events.ContainerDelete", "/containers/delete", "id")
