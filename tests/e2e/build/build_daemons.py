@@ -106,7 +106,9 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: floa
     deadline = time.monotonic() + timeout
     while not path.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"daemon exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            raise AssertionError(
+                f"daemon exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear:\n{log.read_text()[-4000:]}")
         time.sleep(0.05)

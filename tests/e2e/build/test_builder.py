@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from build_helpers import Harness
 from build_daemons import RUNTIME
+from build_helpers import Harness
 
 from skiff.errors import SkiffError
 

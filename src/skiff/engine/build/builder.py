@@ -161,7 +161,7 @@ class Builder:
         runtime: str,
         snapshotter: str = "overlayfs",
         workdir: str,
-        pull_image: Callable[[str, plat.Platform], None] | None = None,
+        pull_image: Callable[[str, plat.Platform, Output], None] | None = None,
         runtime_options: tuple[str, bytes] | None = None,
     ) -> None:
         self.client = client
@@ -322,14 +322,15 @@ class _Run:
     def _resolve_image(self, name: str, platform: str) -> cimages.ResolvedImage:
         want = plat.Platform.parse(platform) if platform else self.platform
         ref = str(parse_reference(name))
+        progress: Output = self.out if not self.opts.quiet else (lambda msg: None)
         if self.opts.pull and self.b.pull_image is not None:
-            self.b.pull_image(ref, want)
+            self.b.pull_image(ref, want, progress)
         try:
             image = cimages.get_image(self.client, ref, want)
         except NotFound:
             if self.b.pull_image is None:
                 raise NotFound(f"No such image: {name}") from None
-            self.b.pull_image(ref, want)
+            self.b.pull_image(ref, want, progress)
             image = cimages.get_image(self.client, ref, want)
         try:
             self.client.stat_snapshot(self.b.snapshotter, image.chain_id)
@@ -380,10 +381,18 @@ class _Run:
             return hit
         new = ImageState(copy.deepcopy(state.config), list(state.layers))
         change(new.cfg)
-        new.config["created"] = self.now()
+        now = self.now()  # one time for the config and its history entry, as dockerd
+        new.config["created"] = now
         new.config.setdefault("history", []).append(
-            {"created": self.now(), "created_by": NOP + created_by, "empty_layer": True}
+            {"created": now, "created_by": NOP + created_by, "empty_layer": True}
         )
+        entry = self._cache_from_entry(state, empty=True, created_by=NOP + created_by)
+        if entry is not None and not self.opts.no_cache:
+            # as dockerd restores a cached image: the history entry (and its time) of the
+            # --cache-from image, so an unchanged build gives that very image
+            new.config["created"] = entry["created"]
+            new.config["history"][-1] = dict(entry)
+            self.say(" ---> Using cache\n")
         return self._store(key, state, new, NOP + created_by, size=0)
 
     def _arg(self, state: ImageState, inst: Instruction) -> ImageState:
@@ -1122,10 +1131,9 @@ class _Run:
         )
         rootfs = new.config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         rootfs["diff_ids"] = [*(rootfs.get("diff_ids") or []), layer["diff_id"]]
-        new.config["created"] = self.now()
-        new.config.setdefault("history", []).append(
-            {"created": self.now(), "created_by": created_by}
-        )
+        now = self.now()
+        new.config["created"] = now
+        new.config.setdefault("history", []).append({"created": now, "created_by": created_by})
         return new
 
     def _cached(
@@ -1139,11 +1147,7 @@ class _Run:
             self.say(" ---> Using cache\n")
             self.say(f" ---> {short(entry.image_id)}\n")
             return ImageState(entry.config, entry.layers, entry.image_id)
-        hit = self._from_cache_images(state, empty=empty, created_by=created_by)
-        if hit is not None:
-            self.say(" ---> Using cache\n")
-            return hit
-        return None
+        return self._from_cache_images(state, empty=empty, created_by=created_by)
 
     def _entry_usable(self, entry: Entry) -> bool:
         try:
@@ -1242,11 +1246,17 @@ class _Run:
             )
         return out
 
-    def _from_cache_images(
+    def _cache_from_entry(
         self, state: ImageState, *, empty: bool, created_by: str
-    ) -> ImageState | None:
-        """--cache-from: an image whose history continues ours with this very
-        step gives its layer (or, for metadata, just agrees)."""
+    ) -> dict[str, Any] | None:
+        """The next history entry of a --cache-from image whose history continues
+        ours with this very step, if one does."""
+        found = self._cache_from_candidate(state, empty=empty, created_by=created_by)
+        return found[1] if found is not None else None
+
+    def _cache_from_candidate(
+        self, state: ImageState, *, empty: bool, created_by: str
+    ) -> tuple[ImageState, dict[str, Any]] | None:
         history = state.config.get("history") or []
         diff_ids = state.diff_ids
         for cand in self.cache_from:
@@ -1261,23 +1271,37 @@ class _Run:
             nxt = ch[len(history)]
             if nxt.get("created_by") != created_by or bool(nxt.get("empty_layer")) != empty:
                 continue
-            if empty:
-                return None  # metadata is cheap: recompute it
-            n = len(diff_ids)
-            if len(cd) <= n:
+            if not empty and len(cd) <= len(diff_ids):
                 continue
-            layer = dict(cand.layers[n])
-            layer["diff_id"] = cd[n]
-            try:
-                self._apply(state, layer)
-            except (NotFound, FailedPrecondition):
-                continue
-            new = self._with_layer(state, layer, created_by)
-            new.config["history"][-1] = dict(nxt)
-            image_id, _ = self._commit_image(new, root=True)
-            self.say(f" ---> {short(image_id)}\n")
-            return new
+            return cand, nxt
         return None
+
+    def _from_cache_images(
+        self, state: ImageState, *, empty: bool, created_by: str
+    ) -> ImageState | None:
+        """--cache-from: an image whose history continues ours with this very
+        step gives its layer (metadata steps are recomputed by _meta)."""
+        if empty:
+            return None
+        found = self._cache_from_candidate(state, empty=empty, created_by=created_by)
+        if found is None:
+            return None
+        cand, nxt = found
+        n = len(state.diff_ids)
+        layer = dict(cand.layers[n])
+        layer["diff_id"] = cand.diff_ids[n]
+        try:
+            self._apply(state, layer)
+        except (NotFound, FailedPrecondition):
+            return None
+        new = self._with_layer(state, layer, created_by)
+        new.config["history"][-1] = dict(nxt)
+        if nxt.get("created"):
+            new.config["created"] = nxt["created"]
+        image_id, _ = self._commit_image(new, root=True)
+        self.say(" ---> Using cache\n")
+        self.say(f" ---> {short(image_id)}\n")
+        return new
 
 
 # -- helpers --------------------------------------------------------------------------

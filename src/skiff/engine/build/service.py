@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import shutil
@@ -17,7 +18,7 @@ from typing import Any
 
 from skiff.containerd.client import images as cimages
 from skiff.containerd.client.core import Client
-from skiff.engine.build.builder import GC_ROOT, Builder, BuildOptions
+from skiff.engine.build.builder import GC_ROOT, Builder, BuildOptions, Output
 from skiff.engine.build.cache import BuildCache
 from skiff.engine.build.context import Context
 from skiff.errors import NotFound, SkiffError, Unavailable
@@ -50,11 +51,19 @@ class BuildService:
             self._client.close()
             self._client = None
 
-    def builder(self) -> Builder:
+    def builder(self, loop: asyncio.AbstractEventLoop | None = None) -> Builder:
         client = self.client()
+        images = self.daemon.services.get("images")
 
-        def pull(ref: str, platform: Platform) -> None:
-            cimages.pull(client, ref, platform=platform)
+        def pull(ref: str, platform: Platform, out: Output) -> None:
+            if images is None or loop is None:
+                cimages.pull(client, ref, platform=platform)
+                return
+            # through the image service, so the client sees dockerd's pull progress
+            future = asyncio.run_coroutine_threadsafe(
+                _pull_with_progress(images, ref, str(platform), out), loop
+            )
+            future.result()
 
         return Builder(
             client,
@@ -75,13 +84,14 @@ class BuildService:
     async def build(self, body_path: str, opts: BuildOptions) -> AsyncIterator[dict[str, Any]]:
         """Messages of the build as they come (stream/aux/error)."""
         messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        loop = asyncio.get_running_loop()
 
         def run() -> None:
             try:
                 with open(body_path, "rb") as body:
                     ctx = Context.from_tar(body, os.path.join(self.root, "tmp"))
                 with ctx:
-                    self.builder().build(ctx, opts, messages.put)
+                    self.builder(loop).build(ctx, opts, messages.put)
             except SkiffError as e:
                 messages.put({"errorDetail": {"message": str(e)}, "error": str(e)})
             except Exception as e:  # a fault: still end the stream with Docker's error shape
@@ -125,6 +135,19 @@ class BuildService:
 
     async def disk_usage(self) -> dict[str, Any]:
         return {"BuildCache": await asyncio.to_thread(self.cache.disk_usage)}
+
+
+async def _pull_with_progress(images: Any, ref: str, platform: str, out: Output) -> None:
+    """Pull `ref` with daemon.services["images"], its progress lines handed to `out`."""
+    plan = await images.prepare_pull(ref, "", None, platform)
+    async for chunk in images.pull_stream(plan):
+        for line in chunk.splitlines():
+            if not line.strip():
+                continue
+            msg = json.loads(line)
+            if msg.get("error"):
+                raise Unavailable(str(msg["error"]))
+            out(msg)
 
 
 def split_values(values: Sequence[str]) -> list[str]:
