@@ -74,7 +74,8 @@ def layer_of(image: Path) -> Path:
     layers = manifest["layers"]
     if len(layers) != 1:
         raise SystemExit(f"bench: expected one layer in {image}, found {len(layers)}")
-    return image / "blobs" / layers[0]["digest"].replace(":", "/")
+    layer_digest: str = layers[0]["digest"]
+    return image / "blobs" / layer_digest.replace(":", "/")
 
 
 def make_bundle(image: Path, bundle: Path, runc: str) -> None:
