@@ -407,6 +407,8 @@ class _Applier:
             dir_fd=pfd,
         )
         try:
+            if m.size >= _PREALLOCATE_MIN:
+                _preallocate(fd, m.size)
             tar.copy_data(fd, m)
             self._meta_fd(fd, m)
             os.utime(fd, ns=_ns(m))
@@ -531,6 +533,28 @@ class _Applier:
                 os.utime(fd, (mtime, mtime))
             finally:
                 os.close(fd)
+
+
+_PREALLOCATE_MIN = 1 << 20
+_FALLOC_FL_KEEP_SIZE = 1
+_fallocate: Any = None
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve a large file's blocks before writing it, keeping its size:
+    ext4 then skips its per-page delayed allocation. Failures are ignored
+    (the writes that follow are what count)."""
+    global _fallocate
+    if _fallocate is None:
+        import ctypes
+
+        try:
+            _fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+            _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+        except (OSError, AttributeError):
+            _fallocate = False
+    if _fallocate:
+        _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size)
 
 
 def _ns(m: _Member) -> tuple[int, int]:
