@@ -181,7 +181,7 @@ CMD ["cat /heredoc.txt"]
 
 
 @pytest.fixture(scope="session")
-def corpus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Stack, str, str]:
+def corpus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Stack, str, str, Path]:
     """The big Dockerfile built once per stack by the docker CLI."""
     ctx = write_tree(
         tmp_path_factory.mktemp("corpus"),
@@ -203,17 +203,32 @@ def corpus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[Stac
         "build", "-t", "corpus/all:1", "--build-arg", "VERSION=2.5", "--platform", "linux/amd64",
         str(ctx),
     )  # fmt: skip
-    return stack, r.stdout, r.stderr
+    return stack, r.stdout, r.stderr, ctx
 
 
-def test_corpus_output(corpus: tuple[Stack, str, str]) -> None:
-    _, out, _ = corpus
+def test_corpus_with_docker_py_gives_the_same_image(corpus: Any) -> None:
+    stack, _, _, ctx = corpus
+    docker_py = pytest.importorskip("docker", reason="docker-py is not installed")
+    client = docker_py.DockerClient(base_url=stack.host, version="1.41")
+    try:
+        image, logs = client.images.build(
+            path=str(ctx), tag="corpus/py:1", buildargs={"VERSION": "2.5"}, platform="linux/amd64"
+        )
+        text = "".join(chunk.get("stream", "") for chunk in logs)
+    finally:
+        client.close()
+    assert text.count("Using cache") == text.count("Step ") - 2  # all but the two FROMs
+    assert image.id == inspect(stack, "corpus/all:1")["Id"]
+
+
+def test_corpus_output(corpus: tuple[Stack, str, str, Path]) -> None:
+    _, out, _, _ = corpus
     assert "Step 1/" in out and "FROM --platform=linux/amd64 ${BASE}:${TAG} AS base" in out
     assert "never-built" not in out  # the unused stage is skipped
     assert "Successfully tagged corpus/all:1" in out
 
 
-def test_corpus_config(corpus: tuple[Stack, str, str]) -> None:
+def test_corpus_config(corpus: tuple[Stack, str, str, Path]) -> None:
     stack = corpus[0]
     info = inspect(stack, "corpus/all:1")
     c = info["Config"]
@@ -251,7 +266,7 @@ def test_corpus_config(corpus: tuple[Stack, str, str]) -> None:
     assert any(h.startswith("|1 VERSION=2.5 /bin/sh -e -c test") for h in history), history
 
 
-def test_corpus_runs(corpus: tuple[Stack, str, str]) -> None:
+def test_corpus_runs(corpus: tuple[Stack, str, str, Path]) -> None:
     stack = corpus[0]
     assert run(stack, "corpus/all:1") == "heredoc 2.5 in /app/sub\n"
     script = (
