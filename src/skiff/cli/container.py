@@ -29,10 +29,11 @@ Command = Callable[[Cli, list[str]], int]
 
 def start_error_status(message: str) -> int:
     """docker's mapping of a failed start to 126/127/125."""
-    m = message.lower()
-    if "executable file not found" in m or "no such file or directory" in m or "not found" in m:
+    # the same substrings the docker CLI looks for (EACCES and EISDIR by their strerror)
+    if any(s in message for s in ("executable file not found", "no such file or directory",
+                                  "system cannot find the file specified")):  # fmt: skip
         return 127
-    if "permission denied" in m or "cannot execute" in m:
+    if "permission denied" in message or "is a directory" in message:
         return 126
     return 125
 
@@ -49,7 +50,7 @@ def create_container(cli: Cli, body: dict[str, Any], name: str | None, pull: str
     if pull == "always":
         from skiff.cli.image import pull_image
 
-        pull_image(cli, image, quiet=quiet, out=cli.err, platform=platform)
+        pull_image(cli, image, quiet=quiet, out=cli.err, platform=platform, announce_tag=False)
     try:
         created = client.create_container(body, name=name, platform=platform)
     except NotFound as e:
@@ -59,7 +60,7 @@ def create_container(cli: Cli, body: dict[str, Any], name: str | None, pull: str
         cli.eprint(f"Unable to find image '{ref}' locally")
         from skiff.cli.image import pull_image
 
-        pull_image(cli, image, quiet=quiet, out=cli.err, platform=platform)
+        pull_image(cli, image, quiet=quiet, out=cli.err, platform=platform, announce_tag=False)
         created = client.create_container(body, name=name, platform=platform)
     for w in created.get("Warnings") or []:
         cli.eprint(f"WARNING: {w}")

@@ -51,14 +51,15 @@ def auth_for(cli: Cli, repo: str) -> dict[str, Any] | None:
 
 
 def pull_image(cli: Cli, ref: str, quiet: bool = False, out: TextIO | None = None,
-               platform: str | None = None, all_tags: bool = False) -> None:  # fmt: skip
+               platform: str | None = None, all_tags: bool = False,
+               announce_tag: bool = True) -> None:  # fmt: skip
     from skiff.cli.progress import StreamError, display
 
     out = out or cli.out
     repo, tag = split_ref(ref)
     if tag is None and not all_tags:
         tag = "latest"
-        if not quiet:
+        if not quiet and announce_tag:
             out.write("Using default tag: latest\n")
     stream = cli.client.pull(repo, tag, auth=auth_for(cli, repo), platform=platform)
     try:
@@ -70,7 +71,7 @@ def pull_image(cli: Cli, ref: str, quiet: bool = False, out: TextIO | None = Non
             display(stream, out, out.isatty())
     except StreamError as e:
         raise APIError(500, e.message) from None
-    if not quiet or out is cli.out:
+    if out is cli.out:  # `pull` (also -q) ends with the reference; run's pull does not
         sep = "@" if tag and tag.startswith("sha256:") else ":"
         out.write(f"{familiar(repo)}{sep + tag if tag else ''}\n")
         out.flush()
