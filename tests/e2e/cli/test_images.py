@@ -128,8 +128,20 @@ def test_push_pull_through_registry(skiff: Runner, docker: Runner, daemon: Daemo
     assert server not in json.loads((config_dir / "config.json").read_text())["auths"]
 
 
-def test_image_prune(skiff: Runner) -> None:
+def test_prune(skiff: Runner, docker: Runner) -> None:
     out = ok(skiff("image", "prune", "-f"))
     assert out.strip().endswith("Total reclaimed space: 0B")
+    n = f"t{uuid.uuid4().hex[:10]}"
+    cid = ok(skiff("create", "--name", n, "busybox", "true")).strip()
+    out = ok(skiff("container", "prune", "-f", "--filter", f"label=none-{n}"))
+    assert out == "Total reclaimed space: 0B\n"
     out = ok(skiff("container", "prune", "-f"))
-    assert "Total reclaimed space:" in out
+    assert f"Deleted Containers:\n{cid}\n" in out
+    v = ok(skiff("volume", "create")).strip()  # anonymous: prune takes it
+    out = ok(skiff("volume", "prune", "-f"))
+    assert f"Deleted Volumes:\n{v}\n" in out
+    # answering no to the question leaves everything
+    r = skiff("system", "prune", input="n\n")
+    assert r.returncode == 0 and "Are you sure you want to continue? [y/N]" in r.stdout
+    s, d = ok(skiff("system", "prune", "-f")), ok(docker("system", "prune", "-f"))
+    assert s == d == "Total reclaimed space: 0B\n"
