@@ -197,3 +197,28 @@ def test_garbage_connection_leaves_server_up(served: tuple[str, Fake]) -> None:
     with _channel(path) as ch:
         assert vrpc.VersionStub(ch).Version(empty_pb2.Empty(), timeout=5).version == "v"
     s.close()
+
+
+def test_health_check(tmp_path: Path) -> None:
+    """grpc.health.v1.Health/Check, which dockerd polls, on both servers."""
+    from skiff.containerd.server import health
+    from skiff.containerd.server.grpcio_server import GrpcioServer
+
+    for cls in (H2Server, GrpcioServer):
+        path = str(tmp_path / f"{cls.__name__}.sock")
+        server = cls(4, 4 << 20, 4 << 20)
+        server.add_service(vpb.DESCRIPTOR.services_by_name["Version"], Fake())
+        health.register(server)
+        server.add_insecure_port("unix:" + path)
+        server.start()
+        try:
+            with _channel(path) as ch:
+                check = ch.unary_unary("/grpc.health.v1.Health/Check")
+                assert check(b"", timeout=5) == b"\x08\x01"  # status: SERVING
+                name = b"containerd.services.version.v1.Version"
+                assert check(b"\x0a" + bytes([len(name)]) + name, timeout=5) == b"\x08\x01"
+                with pytest.raises(grpc.RpcError) as info:
+                    check(b"\x0a\x02no", timeout=5)
+                assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        finally:
+            server.stop(0).wait(5)

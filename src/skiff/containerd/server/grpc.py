@@ -20,6 +20,7 @@ from skiff.containerd.server import (
     content,
     diff,
     events,
+    health,
     images,
     introspection,
     leases,
@@ -124,6 +125,7 @@ class Daemon:
         tasks.register(self.server, TasksService(core, self.tasks))
         events.register(self.server, self.exchange)
         introspection.register(self.server, self.introspection)
+        health.register(self.server)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(address)
         self.server.add_insecure_port("unix:" + address)

@@ -54,10 +54,15 @@ class GrpcioServer:
             ],
             maximum_concurrent_rpcs=None,
         )
+        self.service_names: set[str] = set()
 
     def add_service(self, descriptor: ServiceDescriptor, servicer: object) -> None:
+        self.add_methods(descriptor.full_name, methods_of(descriptor, servicer))
+
+    def add_methods(self, service: str, methods: list[Method]) -> None:
+        self.service_names.add(service)
         handlers = {}
-        for m in methods_of(descriptor, servicer):
+        for m in methods:
             kind = {
                 (False, False): grpc.unary_unary_rpc_method_handler,
                 (False, True): grpc.unary_stream_rpc_method_handler,
@@ -69,7 +74,7 @@ class GrpcioServer:
                 wrap(m), request_deserializer=m.request.FromString, response_serializer=_serialize
             )
         self.server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+            (grpc.method_handlers_generic_handler(service, handlers),)
         )
 
     def add_insecure_port(self, address: str) -> int:

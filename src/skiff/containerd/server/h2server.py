@@ -443,13 +443,18 @@ class H2Server:
         self.max_recv = max_recv
         self.max_send = max_send
         self.methods: dict[str, Method] = {}
+        self.service_names: set[str] = set()
         self.listeners: list[socket.socket] = []
         self.connections: set[_Connection] = set()
         self.lock = threading.Lock()
         self.stopping = False
 
     def add_service(self, descriptor: ServiceDescriptor, servicer: object) -> None:
-        for m in methods_of(descriptor, servicer):
+        self.add_methods(descriptor.full_name, methods_of(descriptor, servicer))
+
+    def add_methods(self, service: str, methods: list[Method]) -> None:
+        self.service_names.add(service)
+        for m in methods:
             self.methods[m.path] = m
 
     def add_insecure_port(self, address: str) -> int:

@@ -88,7 +88,11 @@ def _unimplemented(name: str) -> Callable[[Any, Any], Any]:
 class Server(Protocol):
     """What the wiring (grpc.py) needs of a gRPC server."""
 
+    service_names: set[str]
+
     def add_service(self, descriptor: ServiceDescriptor, servicer: object) -> None: ...
+
+    def add_methods(self, service: str, methods: list[Method]) -> None: ...
 
     def add_insecure_port(self, address: str) -> int: ...
 

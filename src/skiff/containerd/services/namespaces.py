@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from skiff.containerd.events import types as et
 from skiff.containerd.metadata.db import Namespace
 from skiff.containerd.services.core import Core
+from skiff.errors import NotFound
 
 
 class NamespacesService:
@@ -14,7 +15,14 @@ class NamespacesService:
         self.core = core
 
     def get(self, name: str) -> Namespace:
-        return self.core.meta.get_namespace(name)
+        """As containerd 1.6: a namespace nothing was stored in yet is
+        answered with no labels, not NotFound. Debian's dockerd asks for its
+        `moby` namespace's labels before it creates anything, and stops if
+        this call fails."""
+        try:
+            return self.core.meta.get_namespace(name)
+        except NotFound:
+            return Namespace(name=name)
 
     def list(self) -> list[Namespace]:
         return self.core.meta.list_namespaces()
