@@ -69,10 +69,10 @@ def register(router: Router, daemon: Daemon) -> None:
 
     async def build(request: Request) -> Response:
         opts = options(request)
-        path = await builds.spool(request.body.__aiter__())
+        messages = await builds.build(request.body.__aiter__(), opts)
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for msg in builds.build(path, opts):
+            async for msg in messages:
                 yield (json.dumps(msg) + "\r\n").encode()
 
         return StreamResponse(chunks())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import struct
 import subprocess
@@ -34,6 +35,8 @@ from skiff.engine.http.server import (
 )
 from skiff.engine.volumes.service import VolumeService
 from skiff.errors import Conflict, InvalidArgument, SkiffError
+
+log = logging.getLogger("skiffd.containers")
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 _STREAM_IDS = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR}
@@ -95,6 +98,9 @@ def register(router: Router, daemon: Daemon) -> None:
             c, warnings = await svc.create(name, body, host, networking)
         except (TypeError, ValueError, AttributeError, KeyError) as e:
             raise InvalidArgument(f"invalid container config: {e}")
+        except SkiffError as e:
+            log.info("create failed: %s", e)
+            raise
         return json_response({"Id": c.id, "Warnings": warnings}, 201)
 
     async def list_(request: Request) -> Response:
@@ -405,7 +411,20 @@ def register(router: Router, daemon: Daemon) -> None:
         svc.events.emit("container", "prune", "", {"reclaimed": str(space)})
         return json_response({"ContainersDeleted": deleted or None, "SpaceReclaimed": space})
 
-    r = router
+    def ready(handler: Any) -> Any:
+        # nothing about containers is answered before they have all been found again
+        async def gated(request: Request) -> Response:
+            if not svc.restored.is_set():
+                await asyncio.wait_for(svc.restored.wait(), 120)
+            return await handler(request)  # type: ignore[no-any-return]
+
+        return gated
+
+    class _Gate:
+        def add(self, method: str, path: str, handler: Any) -> None:
+            router.add(method, path, ready(handler))
+
+    r = _Gate()
     r.add("POST", "/containers/create", create)
     r.add("GET", "/containers/json", list_)
     r.add("POST", "/containers/prune", prune)
@@ -579,12 +598,11 @@ async def attach_session(
         except (ConnectionError, OSError):
             return
         # the client closed its side: with StdinOnce the container's stdin ends too
-        if c.config.get("StdinOnce") and not tty or c.config.get("StdinOnce"):
+        # (closing our end of the FIFO is the EOF: the shim forwards what is buffered first)
+        if c.config.get("StdinOnce"):
             target = svc.stdio.get(c.id)
             if target is not None:
                 target.close_stdin()
-                with contextlib.suppress(SkiffError):
-                    await svc.sup().close_stdin(c.id)
 
     async def pump_out() -> None:
         while True:

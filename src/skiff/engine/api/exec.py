@@ -100,8 +100,6 @@ async def session(
         except (ConnectionError, OSError):
             return
         io.close_stdin()
-        with contextlib.suppress(SkiffError):
-            await execs.containers.sup().close_stdin(inst.container.id, inst.id)
 
     async def pump_out() -> None:
         while True:

@@ -18,7 +18,23 @@ from typing import IO, Any
 from skiff.engine.containers.logs import rfc3339
 from skiff.errors import InvalidArgument, NotFound
 from skiff.image.layer import apply_layer
-from skiff.image.rootpath import Root, clean
+from skiff.image.rootpath import Root
+
+
+def clean(path: str) -> list[str]:
+    """A container path as components; `..` at the top stays at the root, as in the container."""
+    parts: list[str] = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if parts:
+                parts.pop()
+            continue
+        if "\0" in comp:
+            raise InvalidArgument(f"path {path!r} contains a NUL byte")
+        parts.append(comp)
+    return parts
 
 # Go's os.FileMode type bits, which the docker CLI decodes from the stat header
 _GO_DIR = 1 << 31
@@ -128,15 +144,64 @@ def write_tar(root_dir: str, path: str, out: IO[bytes]) -> str:
             header = loc.stat_header()
             with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
                 if loc.fd >= 0:
-                    base = f"/proc/self/fd/{loc.fd}"
                     arcname = loc.name if loc.name != "/" else "."
-                    tar.add(os.readlink(base), arcname=arcname, recursive=True)
+                    _add_dir(tar, loc.fd, arcname, loc.st)
                 else:
-                    real = os.readlink(f"/proc/self/fd/{loc.parent_fd}")
-                    tar.add(os.path.join(real, loc.name), arcname=loc.name, recursive=False)
+                    _add_entry(tar, loc.parent_fd, loc.name, loc.name)
             return header
         finally:
             loc.close()
+
+
+def _info(name: str, st: os.stat_result) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.mode = stat.S_IMODE(st.st_mode)
+    info.uid, info.gid = st.st_uid, st.st_gid
+    info.mtime = int(st.st_mtime)
+    return info
+
+
+def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> None:
+    """One entry found by name in an open directory, never following a symlink."""
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    m = st.st_mode
+    if stat.S_ISDIR(m):
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            _add_dir(tar, fd, arcname, st)
+        finally:
+            os.close(fd)
+        return
+    info = _info(arcname, st)
+    if stat.S_ISREG(m):
+        info.type = tarfile.REGTYPE
+        info.size = st.st_size
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        with os.fdopen(fd, "rb") as f:
+            tar.addfile(info, f)
+        return
+    if stat.S_ISLNK(m):
+        info.type = tarfile.SYMTYPE
+        info.linkname = os.readlink(name, dir_fd=dir_fd)
+    elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(m) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif stat.S_ISFIFO(m):
+        info.type = tarfile.FIFOTYPE
+    else:
+        return  # sockets do not go into tars
+    tar.addfile(info)
+
+
+def _add_dir(tar: tarfile.TarFile, fd: int, arcname: str, st: os.stat_result) -> None:
+    info = _info(arcname, st)
+    info.type = tarfile.DIRTYPE
+    tar.addfile(info)
+    for name in sorted(os.listdir(fd)):
+        _add_entry(tar, fd, name, f"{arcname}/{name}" if arcname != "." else name)
 
 
 def extract_tar(root_dir: str, path: str, src: IO[bytes]) -> None:
@@ -154,9 +219,13 @@ def extract_tar(root_dir: str, path: str, src: IO[bytes]) -> None:
 
 
 def export_tar(root_dir: str, out: IO[bytes]) -> None:
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(os.listdir(root_dir)):
-            tar.add(os.path.join(root_dir, name), arcname=name, recursive=True)
+    fd = os.open(root_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(os.listdir(fd)):
+                _add_entry(tar, fd, name, name)
+    finally:
+        os.close(fd)
 
 
 _ = Any

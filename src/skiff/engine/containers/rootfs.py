@@ -18,7 +18,13 @@ from typing import Any
 
 from skiff.engine.containers.supervisor_api import MountSpec
 from skiff.image.mount import Mount, mount, unmount
-from skiff.image.rootpath import Root, clean
+from skiff.image.rootpath import Root
+
+
+def clean_path(path: str) -> list[str]:
+    from skiff.engine.containers.archive import clean
+
+    return clean(path)
 
 
 def _options(mounts: Sequence[MountSpec]) -> tuple[str, list[str]]:
@@ -59,7 +65,7 @@ def read_layered(mounts: Sequence[MountSpec], rel: str, limit: int = 1 << 20) ->
             continue
         try:
             with Root(layer) as root:
-                parts = clean(rel)
+                parts = clean_path(rel)
                 fd, name = root.parent(parts, create=False)
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -115,7 +121,7 @@ def copy_up(mounts: Sequence[MountSpec], scratch: str, todo: list[tuple[str, str
         with Root(root) as r:
             for dest, volume_dir in todo:
                 try:
-                    fd = r.open_dir(clean(dest), create=False)
+                    fd = r.open_dir(clean_path(dest), create=False)
                 except (FileNotFoundError, NotADirectoryError):
                     continue
                 try:

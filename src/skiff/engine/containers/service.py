@@ -70,6 +70,8 @@ class ContainerService:
         self._events_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._handling_exit: set[str] = set()
+        # set once every container has been found again: the API answers after that
+        self.restored = asyncio.Event()
         os.makedirs(self.root, 0o700, exist_ok=True)
 
     # -- wiring -------------------------------------------------------------
@@ -89,7 +91,10 @@ class ContainerService:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._subscribed.wait(), 5)
         log.debug("subscribed to exits; restoring containers")
-        await self.restore()
+        try:
+            await self.restore()
+        finally:
+            self.restored.set()
         log.debug("restored %d containers", len(self.containers))
 
     async def stop(self) -> None:
@@ -194,19 +199,20 @@ class ContainerService:
                     "bridge networking is not available yet: the container has no network "
                     "but loopback (as with --network none)"
                 )
-            elif mode not in ("none", "host") and not mode.startswith("container:"):
+            elif mode not in ("none", "host", "default") and not mode.startswith("container:"):
                 raise NotFound(f"network {mode} not found")
             mounts = await self._prepare_volumes(c, image)
             c.data["Mounts"] = mounts
-            parent = image.chain_id
-            await self.sup().prepare_snapshot(cid, parent)
+            # the container record first: it is what keeps the snapshot from the
+            # supervisor's garbage collector
+            await self.sup().create_container(
+                cid, image.name, {"ociVersion": "1.0.2"}, {"com.docker/engine.bundle.path": ""}
+            )
+            await self.sup().prepare_snapshot(cid, image.chain_id)
             upper = rootfs_mod.upper_dir(await self.sup().snapshot_mounts(cid))
             c.data["SkiffUpperDir"] = upper
             c.data["GraphDriver"]["Data"] = {"UpperDir": upper}
             await self._fill_volumes(c)
-            await self.sup().create_container(
-                cid, image.name, {"ociVersion": "1.0.2"}, {"com.docker/engine.bundle.path": ""}
-            )
             self._write_etc(c)
             c.save()
         except BaseException:
@@ -682,10 +688,15 @@ class ContainerService:
         if cid in self._handling_exit:
             return
         c = self.containers.get(cid)
-        if c is None or not c.running:
+        if c is None:
             return
         self._handling_exit.add(cid)
         try:
+            # a quick process can exit before its start has returned: let the start finish
+            async with self.lock(cid):
+                pass
+            if not c.running:
+                return
             io = self.stdio.get(cid)
             if io is not None:
                 # the log and attached clients get all the output before anyone hears of the exit
@@ -773,11 +784,16 @@ class ContainerService:
             # an explicit kill is not a crash: restart policies do not bring it back
             # (Docker restarts "always" containers after kill; it marks only stop)
             pass
+        waiter = self._exit_future(c.id) if signum == signal.SIGKILL else None
         try:
             await self.sup().kill(c.id, signum, all=signum == signal.SIGKILL)
         except NotFound:
             raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
         self.events.emit("container", "kill", c.id, {**self.attrs(c), "signal": str(signum)})
+        if waiter is not None:
+            # as dockerd: a SIGKILLed container is seen dead before the call returns
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, 2.0)
 
     async def stop_container(
         self, ref: str, sig: str | None = None, timeout: int | None = None
@@ -993,12 +1009,16 @@ class ContainerService:
             for p in c.data.get("Mounts") or []:
                 if p["Type"] == "volume" and self.volumes is not None:
                     self.volumes.users.setdefault(p["Name"], set()).add(c.id)
-        for c in list(self.containers.values()):
+        await asyncio.gather(*(self._restore_one(c) for c in list(self.containers.values())))
+
+    async def _restore_one(self, c: Container) -> None:
+        sup = self.sup()
+        if True:
             try:
                 st = await sup.task_state(c.id)
             except SkiffError as e:
                 log.warning("state of %s: %s", c.id[:12], e)
-                continue
+                return
             if st is not None and st.status in (1, 2, 4):
                 # still running in its shim: reopen the FIFOs and copy on
                 if c.status in (Status.EXITED, Status.CREATED, Status.RESTARTING):
