@@ -276,12 +276,16 @@ def test_resumable_ingest(supervisor: Supervisor) -> None:
 
 
 def test_idle_rss(supervisor: Supervisor) -> None:
-    """Issue 4's figure: containerd idles at 41 MB RSS on this machine type."""
+    """Issue 4's figure: containerd idles at 41 MB RSS on this machine type;
+    ours must not be above it (with grpcio's server it is, hence the looser
+    bound there)."""
     supervisor.ctr("version")
+    supervisor.ctr("images", "ls")
     time.sleep(0.5)
     with open(f"/proc/{supervisor.pid}/status") as f:
         rss_kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS"))
     with open(f"/proc/{supervisor.pid}/smaps_rollup") as f:
         pss_kb = next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
     print(f"\nskiff-containerd idle: RSS {rss_kb / 1024:.1f} MB, Pss {pss_kb / 1024:.1f} MB")
-    assert rss_kb < 80 * 1024
+    limit_mb = 80 if supervisor.grpc_server == "grpcio" else 41
+    assert rss_kb < limit_mb * 1024

@@ -222,3 +222,23 @@ def test_health_check(tmp_path: Path) -> None:
                 assert info.value.code() == grpc.StatusCode.NOT_FOUND
         finally:
             server.stop(0).wait(5)
+
+
+def test_daemon_does_not_load_grpcio() -> None:
+    """With the default server the daemon never imports grpcio (about 15 MB
+    of RSS); the wiring must keep it that way."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import skiff.containerd.main; "
+        "from skiff.containerd.server.grpc import Daemon, _server; "
+        "from skiff.containerd.config import DEFAULTS; "
+        "_server(DEFAULTS['grpc']); "
+        "import skiff.containerd.server.health; "
+        "print(sorted(m for m in sys.modules if m == 'grpc' or m.startswith('grpc.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
