@@ -8,15 +8,16 @@ each command parses, calls the client, formats.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import IO, Any, NoReturn, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from skiff.cli.config import ConfigFile, Endpoint, resolve_endpoint
 from skiff.client import Client, TLSConfig
+
+if TYPE_CHECKING:
+    from skiff.cli.argparsing import Parser
 
 
 class StatusError(Exception):
@@ -36,7 +37,7 @@ class UsageError(StatusError):
 class Cli:
     """The state of one skiff invocation."""
 
-    def __init__(self, config_dir: Path, context: str | None = None,
+    def __init__(self, config_dir: str, context: str | None = None,
                  hosts: Sequence[str] = (), tls: TLSConfig | None = None,
                  out: TextIO | None = None, err: TextIO | None = None) -> None:  # fmt: skip
         self.config_dir = config_dir
@@ -90,20 +91,11 @@ class Cli:
             return False
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with docker's usage-error status (125) and wording."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}\nSee '{self.prog} --help'.")
-
-    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
-        if message:
-            sys.stderr.write(message)
-        raise StatusError(status)
-
-
 def parser(prog: str, description: str = "", usage: str | None = None,
            add_help: bool = True) -> Parser:  # fmt: skip
+    """An argparse parser with docker's usage errors (argparse is imported on first use)."""
+    from skiff.cli.argparsing import Parser
+
     return Parser(prog=f"skiff {prog}", description=description, usage=usage,
                   allow_abbrev=False, add_help=add_help)  # fmt: skip
 
@@ -121,7 +113,9 @@ def parse_kv_filters(values: Sequence[str] | None) -> dict[str, list[str]]:
 def parse_labels(values: Sequence[str] | None, files: Sequence[str] = ()) -> dict[str, str]:
     out: dict[str, str] = {}
     for path in files:
-        for line in Path(path).read_text().splitlines():
+        with open(path) as f:
+            text = f.read()
+        for line in text.splitlines():
             if line.strip() and not line.startswith("#"):
                 k, _, v = line.partition("=")
                 out[k] = v

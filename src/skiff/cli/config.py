@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skiff.client.transport import DEFAULT_HOST, TLSConfig
+
+if TYPE_CHECKING:
+    # pathlib pulls in fnmatch and re: the common path (default context) does without
+    from pathlib import Path
 
 DEFAULT_CONTEXT = "default"
 
@@ -26,20 +29,21 @@ class ConfigError(Exception):
     pass
 
 
-def config_dir(flag: str | None) -> Path:
+def config_dir(flag: str | None) -> str:
     if flag:
-        return Path(flag)
+        return flag
     env = os.environ.get("SKIFF_CONFIG")
     if env:
-        return Path(env)
-    return Path.home() / ".skiff"
+        return env
+    return os.path.join(os.path.expanduser("~"), ".skiff")
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+def write_atomic(path: str | Path, data: bytes, mode: int = 0o644) -> None:
     import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    parent, name = os.path.split(os.fspath(path))
+    os.makedirs(parent, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{name}.")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -48,18 +52,20 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
         raise
 
 
 class ConfigFile:
     """config.json, keeping the keys skiff does not know about."""
 
-    def __init__(self, directory: Path) -> None:
-        self.dir = directory
-        self.path = directory / "config.json"
+    def __init__(self, directory: str | Path) -> None:
+        self.dir = os.fspath(directory)
+        self.path = os.path.join(self.dir, "config.json")
         try:
-            self.data: dict[str, Any] = json.loads(self.path.read_text() or "{}")
+            with open(self.path) as f:
+                self.data: dict[str, Any] = json.loads(f.read() or "{}")
         except FileNotFoundError:
             self.data = {}
         except ValueError as e:
@@ -111,7 +117,10 @@ def context_id(name: str) -> str:
 
 
 class ContextStore:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: str | Path) -> None:
+        from pathlib import Path
+
+        directory = Path(directory)
         self.meta_root = directory / "contexts" / "meta"
         self.tls_root = directory / "contexts" / "tls"
 

@@ -28,8 +28,12 @@ def ansic(rfc3339: str) -> str:
     """A build time as Go's time.ANSIC ("Mon Jan  2 15:04:05 2006"), local time."""
     from datetime import datetime
 
+    # seconds are enough here, and parsing them inline spares the formatting module
     try:
-        t = datetime.fromtimestamp(fmt.parse_time(rfc3339)).astimezone()
+        main, _, rest = rfc3339.partition(".")
+        tz = rest.lstrip("0123456789") if rest else rfc3339[19:]
+        tz = "+00:00" if tz in ("Z", "") else tz
+        t = datetime.fromisoformat(main[:19] + tz).astimezone()
     except ValueError:
         return rfc3339
     return t.strftime("%a %b ") + f"{t.day:>2}" + t.strftime(" %H:%M:%S %Y")
@@ -39,9 +43,11 @@ def cmd_version(cli: Cli, argv: list[str]) -> int:
     from skiff import __version__
     from skiff.client.api import MAX_API_VERSION
 
-    p = parser("version", usage="skiff version [OPTIONS]")
-    p.add_argument("-f", "--format", default="")
-    o = p.parse_args(argv)
+    fmt_str = ""
+    if argv:  # argparse only when there is something to parse: start-up counts here
+        p = parser("version", usage="skiff version [OPTIONS]")
+        p.add_argument("-f", "--format", default="")
+        fmt_str = p.parse_args(argv).format
     import os
 
     machine = os.uname().machine
@@ -62,9 +68,9 @@ def cmd_version(cli: Cli, argv: list[str]) -> int:
         client_info["ApiVersion"] = cli.client.api_version
     except (DaemonUnreachable, APIError) as e:
         error = e
-    if o.format:
+    if fmt_str:
         data = {"Client": client_info, "Server": server}
-        cli.print(fmt.render_template(o.format, data) if o.format != "json" else json.dumps(data))
+        cli.print(fmt.render_template(fmt_str, data) if fmt_str != "json" else json.dumps(data))
     else:
         api = client_info["ApiVersion"]
         if api != MAX_API_VERSION:
