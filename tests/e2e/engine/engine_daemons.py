@@ -100,10 +100,24 @@ class Engine:
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         log = open(self.base / "containerd.log", "ab")  # noqa: SIM115
         self.containerd = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", PRELUDE, "sh",
-             shutil.which("containerd") or "containerd", "--config", str(config)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                PRELUDE,
+                "sh",
+                shutil.which("containerd") or "containerd",
+                "--config",
+                str(config),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         log.close()
         wait_for(self.ctd_sock, self.containerd, self.base / "containerd.log", 20)
@@ -114,13 +128,29 @@ class Engine:
         env = dict(os.environ)
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         self.skiffd = subprocess.Popen(
-            ["nsenter", f"--mount=/proc/{self.containerd.pid}/ns/mnt",
-             str(VENV_BIN / "skiffd"), "-H", f"unix://{self.sock}",
-             "--data-root", str(self.data_root), "--exec-root", str(self.exec_root),
-             "--pidfile", str(self.base / "skiffd.pid"), "--containerd", str(self.ctd_sock),
-             "--log-level", "debug", *extra_args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=env, start_new_session=True,
+            [
+                "nsenter",
+                f"--mount=/proc/{self.containerd.pid}/ns/mnt",
+                str(VENV_BIN / "skiffd"),
+                "-H",
+                f"unix://{self.sock}",
+                "--data-root",
+                str(self.data_root),
+                "--exec-root",
+                str(self.exec_root),
+                "--pidfile",
+                str(self.base / "skiffd.pid"),
+                "--containerd",
+                str(self.ctd_sock),
+                "--log-level",
+                "debug",
+                *extra_args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         log.close()
         wait_for(self.sock, self.skiffd, self.base / "skiffd.log", 20)
@@ -157,10 +187,17 @@ class Engine:
                 out += f"--- {name} ---\n" + (self.base / name).read_text(errors="replace")[-n:]
         return out
 
-    def docker(self, *args: str, timeout: float = 60, input: str | None = None,
-               check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
-                             timeout=timeout, input=input)
+    def docker(
+        self, *args: str, timeout: float = 60, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            ["docker", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+        )
         if check and res.returncode != 0:
             raise AssertionError(
                 f"docker {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
@@ -193,7 +230,9 @@ def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: floa
         if path.exists():
             return
         if proc.poll() is not None:
-            raise AssertionError(f"daemon exited with {proc.returncode}:\n{log.read_text()[-4000:]}")
+            raise AssertionError(
+                f"daemon exited with {proc.returncode}:\n{log.read_text()[-4000:]}"
+            )
         time.sleep(0.05)
     raise AssertionError(f"{path} did not appear in {timeout}s:\n{log.read_text()[-4000:]}")
 
@@ -269,10 +308,22 @@ def load_busybox(engine: Engine) -> None:
         return
     assert engine.containerd is not None
     subprocess.run(
-        ["nsenter", f"--mount=/proc/{engine.containerd.pid}/ns/mnt", "ctr", "-a",
-         str(engine.ctd_sock), "-n", "moby", "images", "import", "--all-platforms",
-         str(BUSYBOX_TAR)],
-        check=True, capture_output=True, timeout=120,
+        [
+            "nsenter",
+            f"--mount=/proc/{engine.containerd.pid}/ns/mnt",
+            "ctr",
+            "-a",
+            str(engine.ctd_sock),
+            "-n",
+            "moby",
+            "images",
+            "import",
+            "--all-platforms",
+            str(BUSYBOX_TAR),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
 
 

@@ -11,8 +11,13 @@ import pytest
 from engine_daemons import Engine
 
 
-def request(eng: Engine, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    eng: Engine,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(30)
     s.connect(str(eng.sock))
@@ -38,7 +43,7 @@ def request(eng: Engine, method: str, path: str, body: bytes | None = None,
             if size == 0:
                 break
             out += rest[:size]
-            rest = rest[size + 2:]
+            rest = rest[size + 2 :]
         rest = out
     return status, headers_out, rest
 
@@ -53,14 +58,26 @@ def message(body: bytes) -> str:
         (b"{not json", 400),
         (b"[1,2]", 400),
         (b'{"Image": ""}', 400),
-        (b'{"Image": "busybox", "Cmd": "true", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}', 400),
-        (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PortBindings": {"abc/tcp": []}}}', 400),
+        (
+            b'{"Image": "busybox", "Cmd": "true", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}',
+            400,
+        ),
+        (
+            b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"PortBindings": {"abc/tcp": []}}}',
+            400,
+        ),
         (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Memory": 1}}', 400),
         (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Binds": ["::"]}}', 400),
-        (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "nope", "Target": "/x"}]}}', 400),
+        (
+            b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"Mounts": [{"Type": "nope", "Target": "/x"}]}}',
+            400,
+        ),
         (b'{"Image": "no-such-image-x:1", "Cmd": ["true"]}', 404),
         (b'{"Image": "UPPER/Case::bad", "Cmd": ["true"]}', 400),
-        (b'{"Image": "busybox", "Cmd": ["true"], "Unknown": {"x": 1}, "HostConfig": {"Bogus": 1}}', 201),
+        (
+            b'{"Image": "busybox", "Cmd": ["true"], "Unknown": {"x": 1}, "HostConfig": {"Bogus": 1}}',
+            201,
+        ),
     ],
 )
 def test_create_with_bad_bodies(engine: Engine, body: bytes, status: int) -> None:
@@ -76,15 +93,21 @@ def test_create_with_bad_bodies(engine: Engine, body: bytes, status: int) -> Non
 def test_not_found_and_conflicts(engine: Engine) -> None:
     status, _, out = request(engine, "GET", "/containers/nope-nope/json")
     assert status == 404 and message(out) == "No such container: nope-nope"
-    status, _, out = request(engine, "POST", "/containers/create?name=bad%20name",
-                             b'{"Image": "busybox", "Cmd": ["true"]}')
+    status, _, out = request(
+        engine,
+        "POST",
+        "/containers/create?name=bad%20name",
+        b'{"Image": "busybox", "Cmd": ["true"]}',
+    )
     assert status == 400 and "Invalid container name" in message(out)
-    status, _, out = request(engine, "POST", "/containers/create?name=dup1",
-                             b'{"Image": "busybox", "Cmd": ["true"]}')
+    status, _, out = request(
+        engine, "POST", "/containers/create?name=dup1", b'{"Image": "busybox", "Cmd": ["true"]}'
+    )
     assert status == 201
     cid = json.loads(out)["Id"]
-    status, _, out = request(engine, "POST", "/containers/create?name=dup1",
-                             b'{"Image": "busybox", "Cmd": ["true"]}')
+    status, _, out = request(
+        engine, "POST", "/containers/create?name=dup1", b'{"Image": "busybox", "Cmd": ["true"]}'
+    )
     assert status == 409
     assert message(out) == (
         f'Conflict. The container name "/dup1" is already in use by container "{cid}". '
@@ -99,15 +122,20 @@ def test_not_found_and_conflicts(engine: Engine) -> None:
 
 def test_huge_body_is_refused(engine: Engine) -> None:
     body = b'{"Image": "busybox", "Labels": {"x": "' + b"a" * (17 << 20) + b'"}}'
-    status, _, out = request(engine, "POST", "/containers/create", body)
+    status, _, _out = request(engine, "POST", "/containers/create", body)
     assert status == 413
 
 
 def test_client_gone_mid_stream_leaves_daemon_healthy(engine: Engine) -> None:
-    cid = engine.docker("run", "-d", "busybox", "sh", "-c", "while true; do echo x; done").stdout.strip()
+    cid = engine.docker(
+        "run", "-d", "busybox", "sh", "-c", "while true; do echo x; done"
+    ).stdout.strip()
     try:
-        for path in (f"/containers/{cid}/logs?follow=1&stdout=1",
-                     f"/containers/{cid}/stats", "/events"):
+        for path in (
+            f"/containers/{cid}/logs?follow=1&stdout=1",
+            f"/containers/{cid}/stats",
+            "/events",
+        ):
             s = socket.socket(socket.AF_UNIX)
             s.connect(str(engine.sock))
             s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
@@ -115,8 +143,10 @@ def test_client_gone_mid_stream_leaves_daemon_healthy(engine: Engine) -> None:
             s.close()
         s = socket.socket(socket.AF_UNIX)
         s.connect(str(engine.sock))
-        s.sendall(f"POST /containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
-                  "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode())
+        s.sendall(
+            f"POST /containers/{cid}/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: x\r\n"
+            "Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n".encode()
+        )
         s.recv(1000)
         s.close()
         time.sleep(0.5)

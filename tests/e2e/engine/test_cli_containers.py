@@ -20,8 +20,9 @@ def name() -> str:
 
 
 def test_run_rm_prints_and_exits_with_the_code(engine: Engine) -> None:
-    res = engine.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3",
-                        check=False)
+    res = engine.docker(
+        "run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False
+    )
     assert res.returncode == 3
     assert res.stdout == "out\n"
     assert "err" in res.stderr
@@ -40,24 +41,36 @@ def test_run_rm_removes_the_container(engine: Engine) -> None:
 
 
 def test_stdin_through_run_i(engine: Engine) -> None:
-    res = engine.docker("run", "-i", "--rm", "busybox", "sh", "-c", "read x; echo got $x",
-                        input="hello\n")
+    res = engine.docker(
+        "run", "-i", "--rm", "busybox", "sh", "-c", "read x; echo got $x", input="hello\n"
+    )
     assert res.stdout == "got hello\n"
 
 
 def test_run_d_logs_follow_exec_top_stats_stop(engine: Engine) -> None:
     n = name()
-    cid = engine.docker("run", "-d", "--name", n, "busybox", "sh", "-c",
-                        "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); "
-                        "sleep 0.1; done").stdout.strip()
+    cid = engine.docker(
+        "run",
+        "-d",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; i=0; while true; do echo line $i; i=$((i+1)); sleep 0.1; done",
+    ).stdout.strip()
     try:
         assert len(cid) == 64
         time.sleep(0.5)
         logs = engine.docker("logs", n).stdout.splitlines()
         assert logs[:2] == ["line 0", "line 1"]
         # logs -f follows until we stop it; --tail limits what comes first
-        proc = subprocess.Popen(["docker", "logs", "-f", "--tail", "1", n], env=engine.env,
-                                stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ["docker", "logs", "-f", "--tail", "1", n],
+            env=engine.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             first = proc.stdout.readline() if proc.stdout else ""
             second = proc.stdout.readline() if proc.stdout else ""
@@ -70,15 +83,19 @@ def test_run_d_logs_follow_exec_top_stats_stop(engine: Engine) -> None:
         assert ts[:4].isdigit() and "T" in ts.split()[0] and ts.split()[1] == "line"
         assert engine.docker("exec", n, "cat", "/etc/hostname").stdout.strip() == cid[:12]
         assert engine.docker("exec", n, "sh", "-c", "exit 6", check=False).returncode == 6
-        assert engine.docker("exec", "-e", "X=1", "-w", "/tmp", n, "sh", "-c",
-                             "echo $X $(pwd)").stdout == "1 /tmp\n"
+        assert (
+            engine.docker("exec", "-e", "X=1", "-w", "/tmp", n, "sh", "-c", "echo $X $(pwd)").stdout
+            == "1 /tmp\n"
+        )
         top = engine.docker("top", n).stdout
         assert "PID" in top.splitlines()[0] and "sh -c" in top
-        stats = engine.docker("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}",
-                              n).stdout.split()
+        stats = engine.docker(
+            "stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", n
+        ).stdout.split()
         assert stats[0] == n and int(stats[1]) >= 1 and stats[2] != "0B"
-        fmt = engine.docker("ps", "-a", "--filter", f"name={n}", "--format",
-                            "{{.Names}}|{{.Image}}|{{.Status}}").stdout.strip()
+        fmt = engine.docker(
+            "ps", "-a", "--filter", f"name={n}", "--format", "{{.Names}}|{{.Image}}|{{.Status}}"
+        ).stdout.strip()
         assert fmt.startswith(f"{n}|busybox|Up ")
         t0 = time.monotonic()
         engine.docker("stop", n)
@@ -86,8 +103,19 @@ def test_run_d_logs_follow_exec_top_stats_stop(engine: Engine) -> None:
         info = json.loads(engine.docker("inspect", n).stdout)[0]
         assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 0
         assert info["Name"] == f"/{n}" and info["Config"]["Image"] == "busybox"
-        assert engine.docker("ps", "-a", "--filter", "status=exited", "--filter", f"name={n}",
-                             "--format", "{{.Names}}").stdout.strip() == n
+        assert (
+            engine.docker(
+                "ps",
+                "-a",
+                "--filter",
+                "status=exited",
+                "--filter",
+                f"name={n}",
+                "--format",
+                "{{.Names}}",
+            ).stdout.strip()
+            == n
+        )
     finally:
         engine.docker("rm", "-f", n, check=False)
 
@@ -157,8 +185,11 @@ def test_exec_it_in_a_pty(engine: Engine) -> None:
     engine.docker("run", "-d", "--name", n, "busybox", "sleep", "300")
     pid, fd = pty.fork()
     if pid == 0:
-        os.execvpe("docker", ["docker", "exec", "-it", n, "sh", "-c", "tty; read x; echo got-$x"],
-                   engine.env)
+        os.execvpe(
+            "docker",
+            ["docker", "exec", "-it", n, "sh", "-c", "tty; read x; echo got-$x"],
+            engine.env,
+        )
     out = b""
     try:
         end = time.monotonic() + 15
@@ -193,8 +224,16 @@ def test_exec_it_in_a_pty(engine: Engine) -> None:
 
 def test_attach_gets_output_and_exit_code(engine: Engine) -> None:
     n = name()
-    engine.docker("run", "-d", "--name", n, "busybox", "sh", "-c",
-                  "sleep 1; echo attached-out; echo attached-err >&2; exit 7")
+    engine.docker(
+        "run",
+        "-d",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; echo attached-out; echo attached-err >&2; exit 7",
+    )
     try:
         res = engine.docker("attach", n, check=False, timeout=20)
         assert res.returncode == 7
@@ -229,8 +268,9 @@ def test_cp_both_ways_running_and_stopped(engine: Engine, tmp_path: Path) -> Non
         assert engine.docker("exec", n, "cat", "/in2.txt").stdout == "second\n"
         diff = engine.docker("diff", n).stdout.split("\n")
         assert "A /in2.txt" in diff
-        exported = subprocess.run(["docker", "export", n], env=engine.env, capture_output=True,
-                                  timeout=60, check=True).stdout
+        exported = subprocess.run(
+            ["docker", "export", n], env=engine.env, capture_output=True, timeout=60, check=True
+        ).stdout
         assert len(exported) > 1_000_000
     finally:
         engine.docker("rm", "-f", n, check=False)
@@ -241,15 +281,22 @@ def test_volumes_named_anonymous_and_copy_up(engine: Engine) -> None:
     engine.docker("volume", "create", v)
     try:
         assert v in engine.docker("volume", "ls", "--format", "{{.Name}}").stdout.split()
-        engine.docker("run", "--rm", "-v", f"{v}:/data", "busybox", "sh", "-c", "echo kept > /data/f")
-        assert engine.docker("run", "--rm", "-v", f"{v}:/data:ro", "busybox", "cat",
-                             "/data/f").stdout == "kept\n"
-        ro = engine.docker("run", "--rm", "-v", f"{v}:/data:ro", "busybox", "touch", "/data/g",
-                           check=False)
+        engine.docker(
+            "run", "--rm", "-v", f"{v}:/data", "busybox", "sh", "-c", "echo kept > /data/f"
+        )
+        assert (
+            engine.docker("run", "--rm", "-v", f"{v}:/data:ro", "busybox", "cat", "/data/f").stdout
+            == "kept\n"
+        )
+        ro = engine.docker(
+            "run", "--rm", "-v", f"{v}:/data:ro", "busybox", "touch", "/data/g", check=False
+        )
         assert ro.returncode != 0
         # a fresh volume over a path in the image starts with the image's content
         v2 = name()
-        out = engine.docker("run", "--rm", "-v", f"{v2}:/etc", "busybox", "cat", "/etc/group").stdout
+        out = engine.docker(
+            "run", "--rm", "-v", f"{v2}:/etc", "busybox", "cat", "/etc/group"
+        ).stdout
         assert "root:x:0:" in out
         engine.docker("volume", "rm", v2)
         rm = engine.docker("volume", "rm", "no-such-volume-x", check=False)
@@ -263,9 +310,26 @@ def test_binds_tmpfs_readonly_env_user_workdir(engine: Engine) -> None:
     tmp_path.mkdir(mode=0o755)
     (tmp_path / "hostfile").write_text("bound\n")
     res = engine.docker(
-        "run", "--rm", "-v", f"{tmp_path}:/mnt/h", "--tmpfs", "/scratch", "--read-only",
-        "-e", "A=b", "-u", "nobody", "-w", "/mnt", "--hostname", "hn1", "--add-host", "db:10.1.2.3",
-        "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "-v",
+        f"{tmp_path}:/mnt/h",
+        "--tmpfs",
+        "/scratch",
+        "--read-only",
+        "-e",
+        "A=b",
+        "-u",
+        "nobody",
+        "-w",
+        "/mnt",
+        "--hostname",
+        "hn1",
+        "--add-host",
+        "db:10.1.2.3",
+        "busybox",
+        "sh",
+        "-c",
         "cat /mnt/h/hostfile; echo $A; id -u; pwd; hostname; grep db /etc/hosts; "
         "touch /scratch/ok && echo tmpfs-ok; touch /nope 2>/dev/null || echo ro-ok",
     )
@@ -277,8 +341,21 @@ def test_binds_tmpfs_readonly_env_user_workdir(engine: Engine) -> None:
 
 def test_limits_caps_and_security_opts(engine: Engine) -> None:
     res = engine.docker(
-        "run", "--rm", "--memory", "64m", "--pids-limit", "50", "--cap-drop", "CHOWN",
-        "--security-opt", "no-new-privileges", "--ulimit", "nofile=123:456", "busybox", "sh", "-c",
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--cap-drop",
+        "CHOWN",
+        "--security-opt",
+        "no-new-privileges",
+        "--ulimit",
+        "nofile=123:456",
+        "busybox",
+        "sh",
+        "-c",
         "ulimit -n; grep NoNewPrivs /proc/self/status; chown nobody /tmp 2>&1 || echo denied",
     )
     out = res.stdout
@@ -288,17 +365,31 @@ def test_limits_caps_and_security_opts(engine: Engine) -> None:
     n = name()
     engine.docker("run", "-d", "--name", n, "--memory", "64m", "busybox", "sleep", "60")
     try:
-        assert engine.docker("inspect", "-f", "{{.HostConfig.Memory}}", n).stdout.strip() == str(64 << 20)
+        assert engine.docker("inspect", "-f", "{{.HostConfig.Memory}}", n).stdout.strip() == str(
+            64 << 20
+        )
         engine.docker("update", "--memory", "96m", "--memory-swap", "200m", n)
-        assert engine.docker("inspect", "-f", "{{.HostConfig.Memory}}", n).stdout.strip() == str(96 << 20)
+        assert engine.docker("inspect", "-f", "{{.HostConfig.Memory}}", n).stdout.strip() == str(
+            96 << 20
+        )
     finally:
         engine.docker("rm", "-f", n, check=False)
 
 
 def test_restart_policy_restarts_a_dying_container(engine: Engine) -> None:
     n = name()
-    engine.docker("run", "-d", "--name", n, "--restart", "on-failure:2", "busybox", "sh", "-c",
-                  "echo run; exit 3")
+    engine.docker(
+        "run",
+        "-d",
+        "--name",
+        n,
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    )
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -310,14 +401,26 @@ def test_restart_policy_restarts_a_dying_container(engine: Engine) -> None:
         assert engine.docker("logs", n).stdout == "run\nrun\nrun\n"
         # always: a stop is final, a crash is not
         n2 = name()
-        engine.docker("run", "-d", "--name", n2, "--restart", "always", "busybox", "sh", "-c",
-                      "sleep 0.3; exit 1")
+        engine.docker(
+            "run",
+            "-d",
+            "--name",
+            n2,
+            "--restart",
+            "always",
+            "busybox",
+            "sh",
+            "-c",
+            "sleep 0.3; exit 1",
+        )
         try:
             time.sleep(1.5)
             assert int(engine.docker("inspect", "-f", "{{.RestartCount}}", n2).stdout) >= 1
             engine.docker("stop", "-t", "1", n2)
             time.sleep(0.6)
-            assert engine.docker("inspect", "-f", "{{.State.Status}}", n2).stdout.strip() == "exited"
+            assert (
+                engine.docker("inspect", "-f", "{{.State.Status}}", n2).stdout.strip() == "exited"
+            )
         finally:
             engine.docker("rm", "-f", n2, check=False)
     finally:
@@ -328,7 +431,9 @@ def test_events_while_a_container_runs(engine: Engine) -> None:
     n = name()
     proc = subprocess.Popen(
         ["docker", "events", "--filter", f"container={n}", "--format", "{{.Action}}"],
-        env=engine.env, stdout=subprocess.PIPE, text=True,
+        env=engine.env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         time.sleep(0.5)
@@ -351,10 +456,13 @@ def test_name_conflict_rename_and_filters(engine: Engine) -> None:
     try:
         res = engine.docker("create", "--name", n, "busybox", "true", check=False)
         assert res.returncode != 0
-        assert (f'Conflict. The container name "/{n}" is already in use by container "{cid}". '
-                "You have to remove (or rename) that container to be able to reuse that name.") in res.stderr
-        assert engine.docker("ps", "-a", "--filter", "label=k=v", "--filter", "status=created",
-                             "--format", "{{.ID}}").stdout.split() == [cid[:12]]
+        assert (
+            f'Conflict. The container name "/{n}" is already in use by container "{cid}". '
+            "You have to remove (or rename) that container to be able to reuse that name."
+        ) in res.stderr
+        assert engine.docker(
+            "ps", "-a", "--filter", "label=k=v", "--filter", "status=created", "--format", "{{.ID}}"
+        ).stdout.split() == [cid[:12]]
         assert cid[:12] in engine.docker("ps", "-aq", "--filter", "ancestor=busybox").stdout.split()
         n2 = name()
         engine.docker("rename", n, n2)
@@ -369,16 +477,25 @@ def test_network_ls_and_modes(engine: Engine) -> None:
     names = engine.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
     assert {"bridge", "host", "none"} <= set(names)
     assert engine.docker("network", "inspect", "-f", "{{.Driver}}", "none").stdout.strip() == "null"
-    lo_only = engine.docker("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").stdout
+    lo_only = engine.docker(
+        "run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net"
+    ).stdout
     assert lo_only.split() == ["lo"]
-    host = engine.docker("run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net").stdout
-    assert len(host.split()) >= 1 and host.split() != ["lo"] or True
-    assert engine.docker("run", "--rm", "--network", "host", "busybox", "hostname").stdout.strip() != ""
+    host = engine.docker(
+        "run", "--rm", "--network", "host", "busybox", "ls", "/sys/class/net"
+    ).stdout
+    assert (len(host.split()) >= 1 and host.split() != ["lo"]) or True
+    assert (
+        engine.docker("run", "--rm", "--network", "host", "busybox", "hostname").stdout.strip()
+        != ""
+    )
 
 
 def test_prune(engine: Engine) -> None:
     n = name()
-    cid = engine.docker("create", "--name", n, "--label", "prune-me=1", "busybox", "true").stdout.strip()
+    cid = engine.docker(
+        "create", "--name", n, "--label", "prune-me=1", "busybox", "true"
+    ).stdout.strip()
     out = engine.docker("container", "prune", "-f", "--filter", "label=prune-me=1").stdout
     assert cid in out
     assert engine.docker("inspect", n, check=False).returncode != 0

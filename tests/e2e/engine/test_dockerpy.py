@@ -15,7 +15,7 @@ docker = pytest.importorskip("docker", reason="docker-py (PyPI docker) is not in
 
 
 @pytest.fixture
-def client(engine: Engine) -> Iterator["docker.DockerClient"]:
+def client(engine: Engine) -> Iterator[docker.DockerClient]:
     c = docker.DockerClient(base_url=f"unix://{engine.sock}", timeout=60)
     try:
         yield c
@@ -27,18 +27,24 @@ def name() -> str:
     return "p" + uuid.uuid4().hex[:10]
 
 
-def test_run_foreground_and_remove(client: "docker.DockerClient") -> None:
-    out = client.containers.run("busybox", ["sh", "-c", "echo hi; echo err >&2"], remove=True,
-                                stderr=True)
+def test_run_foreground_and_remove(client: docker.DockerClient) -> None:
+    out = client.containers.run(
+        "busybox", ["sh", "-c", "echo hi; echo err >&2"], remove=True, stderr=True
+    )
     assert b"hi" in out
     with pytest.raises(docker.errors.ContainerError) as info:
         client.containers.run("busybox", ["sh", "-c", "exit 5"], remove=True)
     assert info.value.exit_status == 5
 
 
-def test_detached_lifecycle_exec_logs_stats(client: "docker.DockerClient") -> None:
-    c = client.containers.run("busybox", ["sh", "-c", "trap 'exit 0' TERM; while true; do echo t; sleep 0.1; done"],
-                              detach=True, name=name(), labels={"suite": "py"})
+def test_detached_lifecycle_exec_logs_stats(client: docker.DockerClient) -> None:
+    c = client.containers.run(
+        "busybox",
+        ["sh", "-c", "trap 'exit 0' TERM; while true; do echo t; sleep 0.1; done"],
+        detach=True,
+        name=name(),
+        labels={"suite": "py"},
+    )
     try:
         c.reload()
         assert c.status == "running" and c.labels["suite"] == "py"
@@ -63,14 +69,16 @@ def test_detached_lifecycle_exec_logs_stats(client: "docker.DockerClient") -> No
         assert c.wait(timeout=10)["StatusCode"] == 0
         c.reload()
         assert c.status == "exited"
-        assert [x.id for x in client.containers.list(all=True, filters={"label": "suite=py"})] == [c.id]
+        assert [x.id for x in client.containers.list(all=True, filters={"label": "suite=py"})] == [
+            c.id
+        ]
     finally:
         c.remove(force=True)
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(c.id)
 
 
-def test_put_and_get_archive(client: "docker.DockerClient") -> None:
+def test_put_and_get_archive(client: docker.DockerClient) -> None:
     c = client.containers.run("busybox", ["sleep", "60"], detach=True)
     try:
         buf = io.BytesIO()
@@ -92,7 +100,7 @@ def test_put_and_get_archive(client: "docker.DockerClient") -> None:
         c.remove(force=True)
 
 
-def test_attach_socket_and_stdin(client: "docker.DockerClient") -> None:
+def test_attach_socket_and_stdin(client: docker.DockerClient) -> None:
     c = client.containers.create("busybox", ["sh", "-c", "read x; echo got-$x"], stdin_open=True)
     try:
         sock = c.attach_socket(params={"stdin": 1, "stdout": 1, "stream": 1})
@@ -113,12 +121,16 @@ def test_attach_socket_and_stdin(client: "docker.DockerClient") -> None:
         c.remove(force=True)
 
 
-def test_volumes_and_networks(client: "docker.DockerClient") -> None:
+def test_volumes_and_networks(client: docker.DockerClient) -> None:
     v = client.volumes.create(name(), labels={"a": "b"})
     try:
         assert v.attrs["Driver"] == "local" and v.attrs["Labels"] == {"a": "b"}
-        out = client.containers.run("busybox", ["sh", "-c", "echo x > /v/f; cat /v/f"],
-                                    volumes={v.name: {"bind": "/v", "mode": "rw"}}, remove=True)
+        out = client.containers.run(
+            "busybox",
+            ["sh", "-c", "echo x > /v/f; cat /v/f"],
+            volumes={v.name: {"bind": "/v", "mode": "rw"}},
+            remove=True,
+        )
         assert out == b"x\n"
         assert v.name in [x.name for x in client.volumes.list(filters={"label": "a=b"})]
     finally:
@@ -127,9 +139,13 @@ def test_volumes_and_networks(client: "docker.DockerClient") -> None:
     assert {"bridge", "host", "none"} <= nets
 
 
-def test_restart_policy_and_errors(client: "docker.DockerClient") -> None:
-    c = client.containers.run("busybox", ["sh", "-c", "exit 2"], detach=True,
-                              restart_policy={"Name": "on-failure", "MaximumRetryCount": 1})
+def test_restart_policy_and_errors(client: docker.DockerClient) -> None:
+    c = client.containers.run(
+        "busybox",
+        ["sh", "-c", "exit 2"],
+        detach=True,
+        restart_policy={"Name": "on-failure", "MaximumRetryCount": 1},
+    )
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -11,14 +11,23 @@ from engine_daemons import Engine
 
 def test_sigkill_skiffd_and_restart(own_engine: Engine) -> None:
     eng = own_engine
-    eng.docker("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
-               "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")
+    eng.docker(
+        "run",
+        "-d",
+        "--name",
+        "ticker",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
+    )
     eng.docker("run", "-d", "--name", "quitter", "busybox", "sh", "-c", "sleep 2; exit 9")
     eng.docker("create", "--name", "idle", "busybox", "true")
-    eng.docker("run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 4",
-               check=False)
-    pids = {n: json.loads(eng.docker("inspect", n).stdout)[0]["State"]["Pid"]
-            for n in ("ticker", "quitter")}
+    eng.docker("run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 4", check=False)
+    pids = {
+        n: json.loads(eng.docker("inspect", n).stdout)[0]["State"]["Pid"]
+        for n in ("ticker", "quitter")
+    }
     time.sleep(0.5)
     eng.kill_skiffd()
     time.sleep(2.5)  # quitter exits while nobody is watching

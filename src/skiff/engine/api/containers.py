@@ -110,9 +110,9 @@ def register(router: Router, daemon: Daemon) -> None:
         out = []
         items = sorted(svc.containers.values(), key=views.created_sort_key, reverse=True)
         for c in items:
-            if not all_ and not c.running and "status" not in filters and "exited" not in filters:
-                if c.status != Status.RESTARTING:
-                    continue
+            shown_by_default = c.running or c.status == Status.RESTARTING
+            if not (all_ or shown_by_default or "status" in filters or "exited" in filters):
+                continue
             if not views.matches(c, filters, svc.get):
                 continue
             entry = views.list_entry(c)
@@ -256,7 +256,11 @@ def register(router: Router, daemon: Daemon) -> None:
             prev: dict[str, Any] | None = None
             while True:
                 cur = take()
-                cur["precpu_stats"] = prev["cpu_stats"] if prev else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}
+                cur["precpu_stats"] = (
+                    prev["cpu_stats"]
+                    if prev
+                    else {"cpu_usage": {"total_usage": 0}, "throttling_data": {}}
+                )
                 cur["preread"] = prev["read"] if prev else "0001-01-01T00:00:00Z"
                 yield (json.dumps(cur) + "\n").encode()
                 prev = cur
@@ -269,9 +273,7 @@ def register(router: Router, daemon: Daemon) -> None:
     async def logs(request: Request) -> Response:
         c = svc.get(request.params["id"])
         if (c.host.get("LogConfig") or {}).get("Type") == "none":
-            raise InvalidArgument(
-                'configured logging driver does not support reading'
-            )
+            raise InvalidArgument("configured logging driver does not support reading")
         want_out = request.q_bool("stdout")
         want_err = request.q_bool("stderr")
         if not want_out and not want_err:
@@ -294,9 +296,11 @@ def register(router: Router, daemon: Daemon) -> None:
             return c.id in svc.logs and c.id in svc.containers
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for entry in follow_entries(c.log_path, max_file, tail, still_running if follow else None):
+            async for entry in follow_entries(
+                c.log_path, max_file, tail, still_running if follow else None
+            ):
                 stream = entry.get("stream", "stdout")
-                if stream == "stdout" and not want_out or stream == "stderr" and not want_err:
+                if (stream == "stdout" and not want_out) or (stream == "stderr" and not want_err):
                     continue
                 t = entry.get("time", "")
                 if since or until:
@@ -315,7 +319,11 @@ def register(router: Router, daemon: Daemon) -> None:
                     data = t.encode() + b" " + data
                 yield data if tty else frame(stream, data)
 
-        ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+        ctype = (
+            "application/vnd.docker.raw-stream"
+            if tty
+            else "application/vnd.docker.multiplexed-stream"
+        )
         return _EarlyStream(chunks(), content_type=ctype)
 
     async def attach(request: Request) -> Response:
@@ -328,7 +336,9 @@ def register(router: Router, daemon: Daemon) -> None:
         return HijackResponse(
             lambda reader, writer: attach_session(svc, c, request, reader, writer, detach),
             wants_upgrade(request),
-            "application/vnd.docker.raw-stream" if c.config.get("Tty") else "application/vnd.docker.multiplexed-stream",
+            "application/vnd.docker.raw-stream"
+            if c.config.get("Tty")
+            else "application/vnd.docker.multiplexed-stream",
         )
 
     async def resize(request: Request) -> Response:
@@ -343,7 +353,9 @@ def register(router: Router, daemon: Daemon) -> None:
     async def export(request: Request) -> Response:
         c = svc.get(request.params["id"])
         svc.events.emit("container", "export", c.id, svc.attrs(c))
-        return await _tar_out(svc, c, lambda root, out: archive_mod.export_tar(root, out), "application/x-tar")
+        return await _tar_out(
+            svc, c, lambda root, out: archive_mod.export_tar(root, out), "application/x-tar"
+        )
 
     async def archive_head(request: Request) -> Response:
         c = svc.get(request.params["id"])
@@ -363,7 +375,9 @@ def register(router: Router, daemon: Daemon) -> None:
             raise InvalidArgument("path is required")
         async with _root_of(svc, c, False) as root:
             header = await asyncio.to_thread(archive_mod.stat_path, root, path)
-        resp = await _tar_out(svc, c, lambda root, out: archive_mod.write_tar(root, path, out), "application/x-tar")
+        resp = await _tar_out(
+            svc, c, lambda root, out: archive_mod.write_tar(root, path, out), "application/x-tar"
+        )
         resp.headers["X-Docker-Container-Path-Stat"] = header
         return resp
 

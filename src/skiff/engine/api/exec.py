@@ -17,7 +17,7 @@ from skiff.engine.http.server import (
     json_response,
     wants_upgrade,
 )
-from skiff.errors import InvalidArgument, SkiffError
+from skiff.errors import Conflict, InvalidArgument, SkiffError
 
 
 def register(router: Router, daemon: Daemon) -> None:
@@ -32,7 +32,7 @@ def register(router: Router, daemon: Daemon) -> None:
         body = await request.json(required=True)
         if not isinstance(body, dict):
             raise InvalidArgument("exec config must be a JSON object")
-        if "DetachKeys" in body and body["DetachKeys"]:
+        if body.get("DetachKeys"):
             parse_detach_keys(body["DetachKeys"])
         inst = execs.create(request.params["id"], body)
         return json_response({"Id": inst.id}, 201)
@@ -50,13 +50,38 @@ def register(router: Router, daemon: Daemon) -> None:
             await execs.start(inst, False)
             return Response(200, b"", None, "application/json")
         tty = bool(inst.config.get("Tty"))
-        queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-        io = await execs.start(inst, True, [lambda s, d: queue.put_nowait((s, d))])
-        detach = parse_detach_keys(inst.config.get("DetachKeys")) if inst.config.get("DetachKeys") else b""
+        if inst.started:
+            raise Conflict(f"Exec command {inst.id} has already run")
+        if not inst.container.running:
+            raise Conflict(f"Container {inst.container.id} is not running")
+        detach = (
+            parse_detach_keys(inst.config.get("DetachKeys"))
+            if inst.config.get("DetachKeys")
+            else b""
+        )
+
+        async def run(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            # the process starts once the client holds the upgraded stream, as with
+            # dockerd: a client whose HTTP parser buffers past the head loses nothing
+            queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+            try:
+                io = await execs.start(inst, True, [lambda s, d: queue.put_nowait((s, d))])
+            except SkiffError as e:
+                writer.write(
+                    (str(e) + "\r\n").encode() if tty else frame("stdout", (str(e) + "\n").encode())
+                )
+                with contextlib.suppress(Exception):
+                    await writer.drain()
+                    writer.close()
+                return
+            await session(execs, inst, io, queue, tty, detach, reader, writer)
+
         return HijackResponse(
-            lambda reader, writer: session(execs, inst, io, queue, tty, detach, reader, writer),
+            run,
             wants_upgrade(request),
-            "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream",
+            "application/vnd.docker.raw-stream"
+            if tty
+            else "application/vnd.docker.multiplexed-stream",
         )
 
     async def resize(request: Request) -> Response:
@@ -86,7 +111,10 @@ async def session(
     from skiff.engine.containers.stdio import ProcessStdio
 
     assert isinstance(io, ProcessStdio)
-    want = {"stdout": bool(inst.config.get("AttachStdout")), "stderr": bool(inst.config.get("AttachStderr"))}
+    want = {
+        "stdout": bool(inst.config.get("AttachStdout")),
+        "stderr": bool(inst.config.get("AttachStderr")),
+    }
 
     async def pump_in() -> None:
         try:

@@ -49,8 +49,13 @@ def register(router: Router, daemon: Daemon) -> None:
         for c in svc.containers.values():
             nets = (c.data.get("NetworkSettings") or {}).get("Networks") or {}
             if name in nets and c.running:
-                out[c.id] = {"Name": c.name.lstrip("/"), "EndpointID": "", "MacAddress": "",
-                             "IPv4Address": "", "IPv6Address": ""}
+                out[c.id] = {
+                    "Name": c.name.lstrip("/"),
+                    "EndpointID": "",
+                    "MacAddress": "",
+                    "IPv4Address": "",
+                    "IPv6Address": "",
+                }
         return out
 
     def find(ref: str) -> tuple[str, str]:

@@ -20,7 +20,9 @@ def register(router: Router, daemon: Daemon) -> None:
         opts = body.get("DriverOpts") or {}
         if not isinstance(labels, dict) or not isinstance(opts, dict):
             raise InvalidArgument("Labels and DriverOpts must be objects")
-        vol = vols.create(str(body.get("Name") or ""), labels, opts, str(body.get("Driver") or "local"))
+        vol = vols.create(
+            str(body.get("Name") or ""), labels, opts, str(body.get("Driver") or "local")
+        )
         return json_response(vol.inspect(), 201)
 
     async def list_(request: Request) -> Response:
@@ -28,7 +30,9 @@ def register(router: Router, daemon: Daemon) -> None:
         for key in filters:
             if key not in ("name", "driver", "label", "dangling"):
                 raise InvalidArgument(f"invalid filter '{key}'")
-        return json_response({"Volumes": [v.inspect() for v in vols.list(filters)], "Warnings": None})
+        return json_response(
+            {"Volumes": [v.inspect() for v in vols.list(filters)], "Warnings": None}
+        )
 
     async def inspect(request: Request) -> Response:
         return json_response(vols.get(request.params["name"]).inspect())

@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import tarfile
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 from skiff.engine.containers.logs import rfc3339
 from skiff.errors import InvalidArgument, NotFound
@@ -35,6 +35,7 @@ def clean(path: str) -> list[str]:
             raise InvalidArgument(f"path {path!r} contains a NUL byte")
         parts.append(comp)
     return parts
+
 
 # Go's os.FileMode type bits, which the docker CLI decodes from the stat header
 _GO_DIR = 1 << 31
@@ -169,7 +170,9 @@ def _add_entry(tar: tarfile.TarFile, dir_fd: int, name: str, arcname: str) -> No
         return
     m = st.st_mode
     if stat.S_ISDIR(m):
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(
+            name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
+        )
         try:
             _add_dir(tar, fd, arcname, st)
         finally:
@@ -204,7 +207,7 @@ def _add_dir(tar: tarfile.TarFile, fd: int, arcname: str, st: os.stat_result) ->
         _add_entry(tar, fd, name, f"{arcname}/{name}" if arcname != "." else name)
 
 
-def extract_tar(root_dir: str, path: str, src: IO[bytes]) -> None:
+def extract_tar(root_dir: str, path: str, src: BinaryIO) -> None:
     with Root(root_dir) as root:
         try:
             fd = root.open_dir(clean(path))

@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from skiff.engine.containers.spec import parse_size
@@ -23,10 +23,10 @@ def rfc3339(ts: float) -> str:
     if ts <= 0:
         return "0001-01-01T00:00:00Z"
     sec = int(ts)
-    nanos = int(round((ts - sec) * 1e9))
+    nanos = round((ts - sec) * 1e9)
     if nanos >= 1_000_000_000:
         sec, nanos = sec + 1, nanos - 1_000_000_000
-    base = datetime.fromtimestamp(sec, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     frac = f".{nanos:09d}".rstrip("0").rstrip(".")
     return f"{base}{frac}Z"
 

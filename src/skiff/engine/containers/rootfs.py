@@ -102,8 +102,14 @@ def mounted(mounts: Sequence[MountSpec], scratch: str, writable: bool = False) -
             if len(layers) == 1:
                 mount(Mount(type="bind", source=layers[0], options=["rbind", "ro"]), target)
             else:
-                mount(Mount(type="overlay", source="overlay",
-                            options=["ro", "lowerdir=" + ":".join(layers)]), target)
+                mount(
+                    Mount(
+                        type="overlay",
+                        source="overlay",
+                        options=["ro", "lowerdir=" + ":".join(layers)],
+                    ),
+                    target,
+                )
         else:
             mount(Mount(type="bind", source=upper, options=["rbind", "ro"]), target)
         try:
@@ -117,28 +123,27 @@ def mounted(mounts: Sequence[MountSpec], scratch: str, writable: bool = False) -
 
 def copy_up(mounts: Sequence[MountSpec], scratch: str, todo: list[tuple[str, str]]) -> None:
     """Fill each (path in the image, volume directory) from the image."""
-    with mounted(mounts, scratch) as root:
-        with Root(root) as r:
-            for dest, volume_dir in todo:
-                try:
-                    fd = r.open_dir(clean_path(dest), create=False)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
-                try:
-                    src = f"/proc/self/fd/{fd}"
-                    st = os.fstat(fd)
-                    os.chmod(volume_dir, stat.S_IMODE(st.st_mode))
-                    os.chown(volume_dir, st.st_uid, st.st_gid)
-                    real = os.readlink(src)
-                    for name in os.listdir(real):
-                        s = os.path.join(real, name)
-                        d = os.path.join(volume_dir, name)
-                        if os.path.isdir(s) and not os.path.islink(s):
-                            shutil.copytree(s, d, symlinks=True, dirs_exist_ok=True)
-                        else:
-                            shutil.copy2(s, d, follow_symlinks=False)
-                finally:
-                    os.close(fd)
+    with mounted(mounts, scratch) as root, Root(root) as r:
+        for dest, volume_dir in todo:
+            try:
+                fd = r.open_dir(clean_path(dest), create=False)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                src = f"/proc/self/fd/{fd}"
+                st = os.fstat(fd)
+                os.chmod(volume_dir, stat.S_IMODE(st.st_mode))
+                os.chown(volume_dir, st.st_uid, st.st_gid)
+                real = os.readlink(src)
+                for name in os.listdir(real):
+                    s = os.path.join(real, name)
+                    d = os.path.join(volume_dir, name)
+                    if os.path.isdir(s) and not os.path.islink(s):
+                        shutil.copytree(s, d, symlinks=True, dirs_exist_ok=True)
+                    else:
+                        shutil.copy2(s, d, follow_symlinks=False)
+            finally:
+                os.close(fd)
 
 
 def changes(upper: str) -> list[dict[str, Any]]:

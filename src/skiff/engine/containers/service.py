@@ -102,7 +102,7 @@ class ContainerService:
             task.cancel()
         if self._events_task is not None:
             self._events_task.cancel()
-        for cid, io in list(self.stdio.items()):
+        for _cid, io in list(self.stdio.items()):
             io.close()
         for lg in self.logs.values():
             lg.close()
@@ -154,9 +154,7 @@ class ContainerService:
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) of every container made from the image."""
         return [
-            (c.id, c.running)
-            for c in self.containers.values()
-            if c.data.get("Image") == image_id
+            (c.id, c.running) for c in self.containers.values() if c.data.get("Image") == image_id
         ]
 
     def rootfs_upper(self, c: Container) -> str:
@@ -289,13 +287,17 @@ class ContainerService:
         if not args:
             raise InvalidArgument("no command specified")
         hostcfg = dict(host)
-        hostcfg.setdefault("NetworkMode", "default" if not host.get("NetworkMode") else host["NetworkMode"])
+        hostcfg.setdefault(
+            "NetworkMode", "default" if not host.get("NetworkMode") else host["NetworkMode"]
+        )
         hostcfg.setdefault("RestartPolicy", {"Name": "no", "MaximumRetryCount": 0})
         hostcfg.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         if not hostcfg["LogConfig"].get("Type"):
             hostcfg["LogConfig"]["Type"] = "json-file"
         if hostcfg["LogConfig"]["Type"] not in ("json-file", "none"):
-            raise InvalidArgument(f'logger: no log driver named \'{hostcfg["LogConfig"]["Type"]}\' is registered')
+            raise InvalidArgument(
+                f"logger: no log driver named '{hostcfg['LogConfig']['Type']}' is registered"
+            )
         hostcfg["LogConfig"].setdefault("Config", {})
         if hostcfg["LogConfig"]["Config"] is None:
             hostcfg["LogConfig"]["Config"] = {}
@@ -358,13 +360,30 @@ class ContainerService:
             if src.startswith("/"):
                 if not os.path.exists(src):
                     os.makedirs(src, 0o755, exist_ok=True)  # Docker creates missing bind sources
-                add({"Type": "bind", "Source": src, "Destination": dst, "Mode": ",".join(opts),
-                     "RW": rw, "Propagation": "rprivate"})
+                add(
+                    {
+                        "Type": "bind",
+                        "Source": src,
+                        "Destination": dst,
+                        "Mode": ",".join(opts),
+                        "RW": rw,
+                        "Propagation": "rprivate",
+                    }
+                )
             else:
                 vol = self.volumes.create(src)
-                add({"Type": "volume", "Name": vol.name, "Source": vol.mountpoint,
-                     "Destination": dst, "Driver": "local", "Mode": ",".join(opts) or "z",
-                     "RW": rw, "Propagation": ""})
+                add(
+                    {
+                        "Type": "volume",
+                        "Name": vol.name,
+                        "Source": vol.mountpoint,
+                        "Destination": dst,
+                        "Driver": "local",
+                        "Mode": ",".join(opts) or "z",
+                        "RW": rw,
+                        "Propagation": "",
+                    }
+                )
         for m in host.get("Mounts") or []:
             if not isinstance(m, dict):
                 raise InvalidArgument("invalid mount config")
@@ -376,17 +395,40 @@ class ContainerService:
             if kind == "bind":
                 src = m.get("Source") or ""
                 if not src.startswith("/"):
-                    raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute")
+                    raise InvalidArgument(
+                        f"invalid mount config for type \"bind\": invalid mount path: '{src}' mount path must be absolute"
+                    )
                 if not os.path.exists(src):
-                    raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path does not exist: {src}")
-                add({"Type": "bind", "Source": src, "Destination": target, "Mode": "",
-                     "RW": not ro, "Propagation": (m.get("BindOptions") or {}).get("Propagation") or "rprivate"})
+                    raise InvalidArgument(
+                        f'invalid mount config for type "bind": bind source path does not exist: {src}'
+                    )
+                add(
+                    {
+                        "Type": "bind",
+                        "Source": src,
+                        "Destination": target,
+                        "Mode": "",
+                        "RW": not ro,
+                        "Propagation": (m.get("BindOptions") or {}).get("Propagation")
+                        or "rprivate",
+                    }
+                )
             elif kind == "volume":
                 vopts = m.get("VolumeOptions") or {}
                 vol = self.volumes.create(m.get("Source") or "", labels=vopts.get("Labels"))
-                add({"Type": "volume", "Name": vol.name, "Source": vol.mountpoint,
-                     "Destination": target, "Driver": "local", "Mode": "z", "RW": not ro,
-                     "Propagation": "", "NoCopy": bool(vopts.get("NoCopy"))})
+                add(
+                    {
+                        "Type": "volume",
+                        "Name": vol.name,
+                        "Source": vol.mountpoint,
+                        "Destination": target,
+                        "Driver": "local",
+                        "Mode": "z",
+                        "RW": not ro,
+                        "Propagation": "",
+                        "NoCopy": bool(vopts.get("NoCopy")),
+                    }
+                )
             elif kind == "tmpfs":
                 topts = m.get("TmpfsOptions") or {}
                 opts = []
@@ -394,22 +436,48 @@ class ContainerService:
                     opts.append(f"size={int(topts['SizeBytes'])}")
                 if topts.get("Mode"):
                     opts.append(f"mode={int(topts['Mode']):o}")
-                add({"Type": "tmpfs", "Source": "", "Destination": target, "Mode": ",".join(opts),
-                     "RW": not ro, "Propagation": ""})
+                add(
+                    {
+                        "Type": "tmpfs",
+                        "Source": "",
+                        "Destination": target,
+                        "Mode": ",".join(opts),
+                        "RW": not ro,
+                        "Propagation": "",
+                    }
+                )
             else:
                 raise InvalidArgument(f"invalid mount config: mount type unknown: {kind!r}")
         for dest, opts in (host.get("Tmpfs") or {}).items():
-            add({"Type": "tmpfs", "Source": "", "Destination": dest, "Mode": opts or "",
-                 "RW": "ro" not in (opts or "").split(","), "Propagation": ""})
+            add(
+                {
+                    "Type": "tmpfs",
+                    "Source": "",
+                    "Destination": dest,
+                    "Mode": opts or "",
+                    "RW": "ro" not in (opts or "").split(","),
+                    "Propagation": "",
+                }
+            )
         image_vols = dict(image.config.get("Volumes") or {})
         image_vols.update(c.config.get("Volumes") or {})
         for dest in image_vols:
             if os.path.normpath(dest) in seen:
                 continue
             vol = self.volumes.create("", anonymous=True)
-            add({"Type": "volume", "Name": vol.name, "Source": vol.mountpoint,
-                 "Destination": dest, "Driver": "local", "Mode": "", "RW": True,
-                 "Propagation": "", "Anonymous": True})
+            add(
+                {
+                    "Type": "volume",
+                    "Name": vol.name,
+                    "Source": vol.mountpoint,
+                    "Destination": dest,
+                    "Driver": "local",
+                    "Mode": "",
+                    "RW": True,
+                    "Propagation": "",
+                    "Anonymous": True,
+                }
+            )
         for p in points:
             if p["Type"] == "volume":
                 self.volumes.users.setdefault(p["Name"], set()).add(c.id)
@@ -488,17 +556,31 @@ class ContainerService:
         out = []
         for p in c.data.get("Mounts") or []:
             if p["Type"] == "tmpfs":
-                opts = ["nosuid", "nodev", "noexec"] + [o for o in (p.get("Mode") or "").split(",") if o]
+                opts = ["nosuid", "nodev", "noexec"] + [
+                    o for o in (p.get("Mode") or "").split(",") if o
+                ]
                 if not p.get("RW", True) and "ro" not in opts:
                     opts.append("ro")
-                out.append({"destination": p["Destination"], "type": "tmpfs", "source": "tmpfs",
-                            "options": opts})
+                out.append(
+                    {
+                        "destination": p["Destination"],
+                        "type": "tmpfs",
+                        "source": "tmpfs",
+                        "options": opts,
+                    }
+                )
             else:
                 opts = ["rbind", p.get("Propagation") or "rprivate"]
                 if not p.get("RW", True):
                     opts.append("ro")
-                out.append({"destination": p["Destination"], "type": "bind",
-                            "source": p["Source"], "options": opts})
+                out.append(
+                    {
+                        "destination": p["Destination"],
+                        "type": "bind",
+                        "source": p["Source"],
+                        "options": opts,
+                    }
+                )
         return out
 
     # -- start --------------------------------------------------------------
@@ -530,14 +612,16 @@ class ContainerService:
             await sup.update_spec(cid, spec)
             mounts = await sup.snapshot_mounts(cid)
             tty = bool(c.config.get("Tty"))
-            io = ProcessStdio(os.path.join(self.fifo_root, cid), "init",
-                              bool(c.config.get("OpenStdin")), tty)
+            io = ProcessStdio(
+                os.path.join(self.fifo_root, cid), "init", bool(c.config.get("OpenStdin")), tty
+            )
             io.open()
             self._attach_log(c, io)
             io.sinks.extend(self.attachers.get(cid, []))
             try:
-                pid = await sup.create_task(cid, mounts, io.stdin_path, io.stdout_path,
-                                            io.stderr_path, tty)
+                pid = await sup.create_task(
+                    cid, mounts, io.stdin_path, io.stdout_path, io.stderr_path, tty
+                )
             except BaseException:
                 io.close()
                 raise
@@ -591,11 +675,22 @@ class ContainerService:
         if host.get("Init"):
             init_path = next((p for p in INIT_CANDIDATES if os.path.exists(p)), None)
             if init_path is None:
-                log.warning("--init asked for but no docker-init or tini on this host; running without")
+                log.warning(
+                    "--init asked for but no docker-init or tini on this host; running without"
+                )
         return build_spec(
-            cid=c.id, args=args, env=env, cwd=cfg.get("WorkingDir") or "/", uid=uid, gid=gid,
-            additional_gids=extra, config=cfg, host=host, container_dir=c.dir,
-            mounts=self._oci_mounts(c), init_path=init_path,
+            cid=c.id,
+            args=args,
+            env=env,
+            cwd=cfg.get("WorkingDir") or "/",
+            uid=uid,
+            gid=gid,
+            additional_gids=extra,
+            config=cfg,
+            host=host,
+            container_dir=c.dir,
+            mounts=self._oci_mounts(c),
+            init_path=init_path,
         )
 
     async def _user(self, c: Container) -> tuple[int, int, list[int]]:
@@ -610,12 +705,12 @@ class ContainerService:
             return uid, gid, []
         found = await self._lookup_user(c, name or "root", group)
         if found is None:
-            raise InvalidArgument(
-                f"unable to find user {name}: no matching entries in passwd file"
-            )
+            raise InvalidArgument(f"unable to find user {name}: no matching entries in passwd file")
         return found[0], found[1], []
 
-    async def _lookup_user(self, c: Container, name: str, group: str = "") -> tuple[int, int] | None:
+    async def _lookup_user(
+        self, c: Container, name: str, group: str = ""
+    ) -> tuple[int, int] | None:
         mounts = await self.sup().snapshot_mounts(c.id)
         passwd = rootfs_mod.read_layered(mounts, "etc/passwd")
         groups = rootfs_mod.read_layered(mounts, "etc/group")
@@ -640,7 +735,9 @@ class ContainerService:
                         gid = int(parts[2])
                         break
                 else:
-                    raise InvalidArgument(f"unable to find group {group}: no matching entries in group file")
+                    raise InvalidArgument(
+                        f"unable to find group {group}: no matching entries in group file"
+                    )
         return uid, gid or 0
 
     # -- exits --------------------------------------------------------------
@@ -681,8 +778,9 @@ class ContainerService:
             if c.running:
                 st = await self.sup().task_state(c.id)
                 if st is None or st.status == 3:
-                    await self.handle_exit(c.id, st.exit_status if st else 255,
-                                           st.exited_at if st else time.time())
+                    await self.handle_exit(
+                        c.id, st.exit_status if st else 255, st.exited_at if st else time.time()
+                    )
 
     async def handle_exit(self, cid: str, code: int, at: float) -> None:
         if cid in self._handling_exit:
@@ -897,7 +995,7 @@ class ContainerService:
         if c.running and not force:
             state = "paused" if c.status == Status.PAUSED else "running"
             raise Conflict(
-                f"cannot remove container \"{c.name}\": container is {state}: stop the "
+                f'cannot remove container "{c.name}": container is {state}: stop the '
                 "container before removing or force remove"
             )
         task = self.restart_tasks.pop(c.id, None)
@@ -956,7 +1054,7 @@ class ContainerService:
             raise InvalidArgument("Neither old nor new names may be empty")
         full = check_name(new)
         if full == c.name:
-            raise InvalidArgument(f"Renaming a container with the same name as its current name")
+            raise InvalidArgument("Renaming a container with the same name as its current name")
         if full in self.names:
             raise Conflict(
                 f'Conflict. The container name "{full}" is already in use by container '
@@ -974,17 +1072,32 @@ class ContainerService:
         c = self.get(ref)
         if not isinstance(body, dict):
             raise InvalidArgument("update config must be a JSON object")
-        keys = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
-                "CpuPeriod", "CpusetCpus", "CpusetMems", "PidsLimit", "BlkioWeight")
+        keys = (
+            "Memory",
+            "MemorySwap",
+            "MemoryReservation",
+            "NanoCpus",
+            "CpuShares",
+            "CpuQuota",
+            "CpuPeriod",
+            "CpusetCpus",
+            "CpusetMems",
+            "PidsLimit",
+            "BlkioWeight",
+        )
         changed = {k: body[k] for k in keys if k in body and body[k] not in (None, "")}
-        if "RestartPolicy" in body and body["RestartPolicy"]:
+        if body.get("RestartPolicy"):
             rp = body["RestartPolicy"]
             if (rp.get("Name") or "no") not in RESTART_POLICIES:
                 raise InvalidArgument(f"invalid restart policy {rp.get('Name')!r}")
             if c.host.get("AutoRemove") and (rp.get("Name") or "no") != "no":
-                raise InvalidArgument("Restart policy cannot be updated because AutoRemove is enabled for the container")
-            c.host["RestartPolicy"] = {"Name": rp.get("Name") or "no",
-                                       "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0)}
+                raise InvalidArgument(
+                    "Restart policy cannot be updated because AutoRemove is enabled for the container"
+                )
+            c.host["RestartPolicy"] = {
+                "Name": rp.get("Name") or "no",
+                "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0),
+            }
         c.host.update(changed)
         if changed and c.running:
             await self.sup().update_resources(c.id, resources(c.host))
@@ -996,7 +1109,7 @@ class ContainerService:
 
     async def restore(self) -> None:
         """Find every container again: its record, its task, exits we missed."""
-        sup = self.sup()
+        self.sup()
         for cid in sorted(os.listdir(self.root)):
             directory = os.path.join(self.root, cid)
             try:
@@ -1013,56 +1126,69 @@ class ContainerService:
 
     async def _restore_one(self, c: Container) -> None:
         sup = self.sup()
-        if True:
-            try:
-                st = await sup.task_state(c.id)
-            except SkiffError as e:
-                log.warning("state of %s: %s", c.id[:12], e)
-                return
-            if st is not None and st.status in (1, 2, 4):
-                # still running in its shim: reopen the FIFOs and copy on
-                if c.status in (Status.EXITED, Status.CREATED, Status.RESTARTING):
-                    c.state["Status"] = "exited"
-                    c.set_running(st.pid)
-                if st.status == 4 and c.status == Status.RUNNING:
-                    c.transition(Status.PAUSED)
-                elif st.status == 2 and c.status == Status.PAUSED:
-                    c.transition(Status.RUNNING)
-                c.state["Pid"] = st.pid
-                io = ProcessStdio(os.path.join(self.fifo_root, c.id), "init",
-                                  bool(c.config.get("OpenStdin")), bool(c.config.get("Tty")))
+        try:
+            st = await sup.task_state(c.id)
+        except SkiffError as e:
+            log.warning("state of %s: %s", c.id[:12], e)
+            return
+        if st is not None and st.status in (1, 2, 4):
+            # still running in its shim: reopen the FIFOs and copy on
+            if c.status in (Status.EXITED, Status.CREATED, Status.RESTARTING):
+                c.state["Status"] = "exited"
+                c.set_running(st.pid)
+            if st.status == 4 and c.status == Status.RUNNING:
+                c.transition(Status.PAUSED)
+            elif st.status == 2 and c.status == Status.PAUSED:
+                c.transition(Status.RUNNING)
+            c.state["Pid"] = st.pid
+            io = ProcessStdio(
+                os.path.join(self.fifo_root, c.id),
+                "init",
+                bool(c.config.get("OpenStdin")),
+                bool(c.config.get("Tty")),
+            )
+            io.open()
+            self._attach_log(c, io)
+            io.sinks.extend(self.attachers.get(c.id, []))
+            self.stdio[c.id] = io
+            io.start_copying()
+            c.save()
+            self._start_health(c)
+            # the exit may have come between the state query and now
+            st2 = await sup.task_state(c.id)
+            if st2 is not None and st2.status == 3:
+                await self.handle_exit(c.id, st2.exit_status, st2.exited_at)
+        elif st is not None and st.status == 3:
+            if not c.running:
+                c.state["Status"] = "running"
+                c.state["Running"] = True
+            io = ProcessStdio(
+                os.path.join(self.fifo_root, c.id),
+                "init",
+                bool(c.config.get("OpenStdin")),
+                bool(c.config.get("Tty")),
+            )
+            with contextlib.suppress(OSError):
                 io.open()
                 self._attach_log(c, io)
-                io.sinks.extend(self.attachers.get(c.id, []))
                 self.stdio[c.id] = io
                 io.start_copying()
-                c.save()
-                self._start_health(c)
-                # the exit may have come between the state query and now
-                st2 = await sup.task_state(c.id)
-                if st2 is not None and st2.status == 3:
-                    await self.handle_exit(c.id, st2.exit_status, st2.exited_at)
-            elif st is not None and st.status == 3:
-                if not c.running:
-                    c.state["Status"] = "running"
-                    c.state["Running"] = True
-                io = ProcessStdio(os.path.join(self.fifo_root, c.id), "init",
-                                  bool(c.config.get("OpenStdin")), bool(c.config.get("Tty")))
-                with contextlib.suppress(OSError):
-                    io.open()
-                    self._attach_log(c, io)
-                    self.stdio[c.id] = io
-                    io.start_copying()
-                await self.handle_exit(c.id, st.exit_status, st.exited_at)
-            elif c.running or c.status == Status.RESTARTING:
-                # the task is gone and with it the exit status
-                c.state.update(Status="exited", Running=False, Paused=False, Restarting=False,
-                               Pid=0, ExitCode=c.state.get("ExitCode") or 255,
-                               FinishedAt=rfc3339(time.time()))
-                c.save()
-                if self._should_restart(c, 255):
-                    with contextlib.suppress(SkiffError):
-                        await self.start_container(c.id)
+            await self.handle_exit(c.id, st.exit_status, st.exited_at)
+        elif c.running or c.status == Status.RESTARTING:
+            # the task is gone and with it the exit status
+            c.state.update(
+                Status="exited",
+                Running=False,
+                Paused=False,
+                Restarting=False,
+                Pid=0,
+                ExitCode=c.state.get("ExitCode") or 255,
+                FinishedAt=rfc3339(time.time()),
+            )
+            c.save()
+            if self._should_restart(c, 255):
+                with contextlib.suppress(SkiffError):
+                    await self.start_container(c.id)
 
     # -- healthchecks -------------------------------------------------------
 
@@ -1105,10 +1231,16 @@ class ContainerService:
                 code, output = -1, f"Health check exceeded timeout ({timeout}s)"
             except SkiffError as e:
                 code, output = -1, str(e)
-            health = c.state.setdefault("Health", {"Status": "starting", "FailingStreak": 0, "Log": []})
-            entry = {"Start": rfc3339(t0), "End": rfc3339(time.time()), "ExitCode": code,
-                     "Output": output[:4096]}
-            health["Log"] = (health.get("Log") or [])[-4:] + [entry]
+            health = c.state.setdefault(
+                "Health", {"Status": "starting", "FailingStreak": 0, "Log": []}
+            )
+            entry = {
+                "Start": rfc3339(t0),
+                "End": rfc3339(time.time()),
+                "ExitCode": code,
+                "Output": output[:4096],
+            }
+            health["Log"] = [*(health.get("Log") or [])[-4:], entry]
             old = health["Status"]
             if code == 0:
                 health["Status"] = "healthy"
@@ -1118,10 +1250,13 @@ class ContainerService:
                 if health["FailingStreak"] >= retries:
                     health["Status"] = "unhealthy"
             c.save()
-            self.events.emit("container", f"exec_die", c.id, {**self.attrs(c), "exitCode": str(code)})
+            self.events.emit(
+                "container", "exec_die", c.id, {**self.attrs(c), "exitCode": str(code)}
+            )
             if health["Status"] != old:
-                self.events.emit("container", f"health_status: {health['Status']}", c.id,
-                                 self.attrs(c))
+                self.events.emit(
+                    "container", f"health_status: {health['Status']}", c.id, self.attrs(c)
+                )
 
     # -- helpers ------------------------------------------------------------
 
@@ -1147,11 +1282,17 @@ def validate_host_config(host: dict[str, Any]) -> list[str]:
         raise InvalidArgument("invalid RestartPolicy")
     name = rp.get("Name") or ""
     if name not in RESTART_POLICIES:
-        raise InvalidArgument(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'")
+        raise InvalidArgument(
+            f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"
+        )
     if rp.get("MaximumRetryCount") and name != "on-failure":
-        raise InvalidArgument(f"invalid restart policy: maximum retry count can only be used with 'on-failure'")
+        raise InvalidArgument(
+            "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+        )
     if rp.get("MaximumRetryCount") and int(rp["MaximumRetryCount"]) < 0:
-        raise InvalidArgument("invalid restart policy: maximum retry count must be a positive integer")
+        raise InvalidArgument(
+            "invalid restart policy: maximum retry count must be a positive integer"
+        )
     if host.get("AutoRemove") and name not in ("", "no"):
         raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
     mem = int(host.get("Memory") or 0)
@@ -1159,23 +1300,33 @@ def validate_host_config(host: dict[str, Any]) -> list[str]:
         raise InvalidArgument("Minimum memory limit allowed is 6MB")
     swap = int(host.get("MemorySwap") or 0)
     if swap > 0 and mem and swap < mem:
-        raise InvalidArgument("Minimum memoryswap limit should be larger than memory limit, see usage")
+        raise InvalidArgument(
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        )
     if swap and not mem and swap != -1:
-        raise InvalidArgument("You should always set the Memory limit when using Memoryswap limit, see usage")
+        raise InvalidArgument(
+            "You should always set the Memory limit when using Memoryswap limit, see usage"
+        )
     if host.get("NanoCpus") and (host.get("CpuQuota") or host.get("CpuPeriod")):
         raise InvalidArgument("Conflicting options: Nano CPUs and CPU Period cannot both be set")
     if host.get("NanoCpus"):
         ncpu = os.cpu_count() or 1
         if int(host["NanoCpus"]) > ncpu * 1_000_000_000:
-            raise InvalidArgument(f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available")
+            raise InvalidArgument(
+                f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )
     for port, bindings in (host.get("PortBindings") or {}).items():
         number, _, proto = str(port).partition("/")
-        if not number or not all(p.isdigit() for p in number.split("-")) or proto not in ("", "tcp", "udp", "sctp"):
-            raise InvalidArgument(f"invalid port specification: \"{port}\"")
+        if (
+            not number
+            or not all(p.isdigit() for p in number.split("-"))
+            or proto not in ("", "tcp", "udp", "sctp")
+        ):
+            raise InvalidArgument(f'invalid port specification: "{port}"')
         for b in bindings or []:
             hp = str((b or {}).get("HostPort") or "")
             if hp and not all(p.isdigit() for p in hp.split("-")):
-                raise InvalidArgument(f"invalid port specification: \"{hp}\"")
+                raise InvalidArgument(f'invalid port specification: "{hp}"')
     if host.get("PortBindings"):
         warnings.append("published ports are recorded but not forwarded yet (no bridge networking)")
     return warnings
@@ -1225,10 +1376,12 @@ def network_settings(host: dict[str, Any]) -> dict[str, Any]:
 
 def _start_error(e: SkiffError) -> SkiffError:
     text = str(e)
-    if "no such file" in text.lower() or "not found" in text.lower() or "executable" in text.lower():
-        err: SkiffError = InvalidArgument(
-            f"failed to create task for container: {text}: unknown"
-        )
+    if (
+        "no such file" in text.lower()
+        or "not found" in text.lower()
+        or "executable" in text.lower()
+    ):
+        err: SkiffError = InvalidArgument(f"failed to create task for container: {text}: unknown")
         err.http_status = 400
         return err
     return SkiffError(f"failed to create task for container: {text}: unknown")

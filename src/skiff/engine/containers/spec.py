@@ -117,9 +117,9 @@ def seccomp_from_profile(text: str) -> dict[str, Any]:
     if not isinstance(prof, dict) or "defaultAction" not in prof:
         raise InvalidArgument("seccomp profile needs a defaultAction")
     arches: list[str] = list(prof.get("architectures") or [])
-    for entry in prof.get("archMap") or []:
-        arches.append(entry.get("architecture", ""))
-        arches += entry.get("subArchitectures") or []
+    for arch in prof.get("archMap") or []:
+        arches.append(arch.get("architecture", ""))
+        arches += arch.get("subArchitectures") or []
     out: dict[str, Any] = {"defaultAction": prof["defaultAction"]}
     if "defaultErrnoRet" in prof:
         out["defaultErrnoRet"] = prof["defaultErrnoRet"]
@@ -169,14 +169,14 @@ def build_spec(
     mounts: list[dict[str, Any]],
     init_path: str | None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = dict(default_spec())  # type: ignore[arg-type]
+    spec: dict[str, Any] = dict(default_spec())
     privileged = bool(host.get("Privileged"))
     tty = bool(config.get("Tty"))
     caps = capabilities(privileged, host.get("CapAdd"), host.get("CapDrop"))
     process: dict[str, Any] = {
         "terminal": tty,
         "user": {"uid": uid, "gid": gid},
-        "args": ([ "/sbin/docker-init", "--"] + args) if init_path else args,
+        "args": (["/sbin/docker-init", "--", *args]) if init_path else args,
         "env": env,
         "cwd": cwd or "/",
         "capabilities": {
@@ -194,13 +194,17 @@ def build_spec(
         if name not in RLIMITS:
             raise InvalidArgument(f"invalid ulimit type: {name}")
         rlimits.append(
-            {"type": "RLIMIT_" + name.upper(), "soft": int(u.get("Soft", 0)), "hard": int(u.get("Hard", 0))}
+            {
+                "type": "RLIMIT_" + name.upper(),
+                "soft": int(u.get("Soft", 0)),
+                "hard": int(u.get("Hard", 0)),
+            }
         )
     if rlimits:
         process["rlimits"] = rlimits
     seccomp: dict[str, Any] | None = None
     for opt in host.get("SecurityOpt") or []:
-        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
+        key, _sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
         if key == "no-new-privileges":
             process["noNewPrivileges"] = value.lower() in ("", "true", "1")
         elif key == "seccomp":
@@ -269,7 +273,15 @@ def build_spec(
         linux["resources"]["devices"] = [{"allow": True, "access": "rwm"}]
     else:
         linux["devices"] = [
-            {"path": p, "type": "c", "major": ma, "minor": mi, "fileMode": 0o666, "uid": 0, "gid": 0}
+            {
+                "path": p,
+                "type": "c",
+                "major": ma,
+                "minor": mi,
+                "fileMode": 0o666,
+                "uid": 0,
+                "gid": 0,
+            }
             for p, ma, mi in DEFAULT_DEVICES
         ]
     sysctls = host.get("Sysctls") or {}
@@ -319,7 +331,6 @@ def resources(host: dict[str, Any]) -> dict[str, Any]:
         cpu["mems"] = str(host["CpusetMems"])
     if cpu:
         res["cpu"] = cpu
-    if host.get("PidsLimit"):
-        if int(host["PidsLimit"]) > 0:
-            res["pids"] = {"limit": int(host["PidsLimit"])}
+    if host.get("PidsLimit") and int(host["PidsLimit"]) > 0:
+        res["pids"] = {"limit": int(host["PidsLimit"])}
     return res

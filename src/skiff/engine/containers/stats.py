@@ -55,7 +55,11 @@ def sample(cgroup: str, pids: int) -> dict[str, Any]:
     v1 = os.path.isdir(f"{CG}/memory{cgroup}") or os.path.isdir(f"{CG}/cpuacct{cgroup}")
     online = os.cpu_count() or 1
     if v1:
-        mem_dir, cpu_dir, pid_dir = f"{CG}/memory{cgroup}", f"{CG}/cpuacct{cgroup}", f"{CG}/pids{cgroup}"
+        mem_dir, cpu_dir, pid_dir = (
+            f"{CG}/memory{cgroup}",
+            f"{CG}/cpuacct{cgroup}",
+            f"{CG}/pids{cgroup}",
+        )
         usage = _int(f"{mem_dir}/memory.usage_in_bytes")
         limit = _int(f"{mem_dir}/memory.limit_in_bytes")
         mstat = _kv(f"{mem_dir}/memory.stat")
@@ -68,7 +72,11 @@ def sample(cgroup: str, pids: int) -> dict[str, Any]:
         pmax_text = _read(f"{pid_dir}/pids.max")
         max_usage = _int(f"{mem_dir}/memory.max_usage_in_bytes")
     else:
-        base = f"{CG}{cgroup}" if os.path.exists(f"{CG}/cgroup.controllers") else f"{CG}/unified{cgroup}"
+        base = (
+            f"{CG}{cgroup}"
+            if os.path.exists(f"{CG}/cgroup.controllers")
+            else f"{CG}/unified{cgroup}"
+        )
         usage = _int(f"{base}/memory.current")
         lim = _read(f"{base}/memory.max")
         limit = int(lim) if lim.isdigit() else 0
@@ -85,12 +93,19 @@ def sample(cgroup: str, pids: int) -> dict[str, Any]:
         limit = host_mem
     return {
         "read": rfc3339(time.time()),
-        "pids_stats": {"current": pcur, **({"limit": int(pmax_text)} if pmax_text.isdigit() else {})},
+        "pids_stats": {
+            "current": pcur,
+            **({"limit": int(pmax_text)} if pmax_text.isdigit() else {}),
+        },
         "blkio_stats": {
-            "io_service_bytes_recursive": None, "io_serviced_recursive": None,
-            "io_queue_recursive": None, "io_service_time_recursive": None,
-            "io_wait_time_recursive": None, "io_merged_recursive": None,
-            "io_time_recursive": None, "sectors_recursive": None,
+            "io_service_bytes_recursive": None,
+            "io_serviced_recursive": None,
+            "io_queue_recursive": None,
+            "io_service_time_recursive": None,
+            "io_wait_time_recursive": None,
+            "io_merged_recursive": None,
+            "io_time_recursive": None,
+            "sectors_recursive": None,
         },
         "num_procs": 0,
         "storage_stats": {},
@@ -121,6 +136,9 @@ def empty() -> dict[str, Any]:
         "blkio_stats": {},
         "num_procs": 0,
         "storage_stats": {},
-        "cpu_stats": {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0}, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
+        "cpu_stats": {
+            "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        },
         "memory_stats": {},
     }

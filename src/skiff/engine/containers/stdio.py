@@ -57,9 +57,7 @@ class ProcessStdio:
             self._stdin_fd = os.open(self.stdin_path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         for stream, path in (("stdout", self.stdout_path), ("stderr", self.stderr_path)):
             if path:
-                self._readers[stream] = os.open(
-                    path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
-                )
+                self._readers[stream] = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
     def start_copying(self) -> None:
         """Start reading; call once the shim holds the writing ends (EOF means the end)."""

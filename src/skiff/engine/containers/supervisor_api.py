@@ -216,7 +216,9 @@ class SupervisorAPI:
     ) -> int:
         req = tpb.CreateTaskRequest(
             container_id=cid,
-            rootfs=[mount_pb2.Mount(type=m.type, source=m.source, options=m.options) for m in rootfs],
+            rootfs=[
+                mount_pb2.Mount(type=m.type, source=m.source, options=m.options) for m in rootfs
+            ],
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
@@ -287,9 +289,7 @@ class SupervisorAPI:
     async def resize(self, cid: str, exec_id: str, width: int, height: int) -> None:
         with mapped():
             await self.tasks.ResizePty(
-                tpb.ResizePtyRequest(
-                    container_id=cid, exec_id=exec_id, width=width, height=height
-                ),
+                tpb.ResizePtyRequest(container_id=cid, exec_id=exec_id, width=width, height=height),
                 metadata=self.md,
             )
 
@@ -336,9 +336,7 @@ class SupervisorAPI:
 
     async def exits(self) -> AsyncIterator[Exit]:
         """Every /tasks/exit of our namespace, as it happens."""
-        req = epb.SubscribeRequest(
-            filters=[f'topic=="/tasks/exit",namespace=="{self.namespace}"']
-        )
+        req = epb.SubscribeRequest(filters=[f'topic=="/tasks/exit",namespace=="{self.namespace}"'])
         with mapped():
             async for env in self.events.Subscribe(req):
                 if env.topic != "/tasks/exit":

@@ -48,7 +48,7 @@ def host_config(host: dict[str, Any]) -> dict[str, Any]:
 
 
 def command(c: Container) -> str:
-    args = [c.data.get("Path", "")] + list(c.data.get("Args") or [])
+    args = [c.data.get("Path", ""), *list(c.data.get("Args") or [])]
     return " ".join(a for a in args if a is not None)
 
 
@@ -117,7 +117,10 @@ def list_entry(c: Container) -> dict[str, Any]:
     for spec, bindings in (c.host.get("PortBindings") or {}).items():
         number, _, proto = spec.partition("/")
         for b in bindings or [{}]:
-            entry: dict[str, Any] = {"PrivatePort": int(number.split("-")[0]), "Type": proto or "tcp"}
+            entry: dict[str, Any] = {
+                "PrivatePort": int(number.split("-")[0]),
+                "Type": proto or "tcp",
+            }
             if (b or {}).get("HostPort"):
                 entry["PublicPort"] = int(str(b["HostPort"]).split("-")[0])
                 entry["IP"] = (b or {}).get("HostIp") or "0.0.0.0"
@@ -153,7 +156,15 @@ def matches(c: Container, filters: dict[str, set[str]], by_ref: Any) -> bool:
                 return False
         elif key == "status":
             for w in wanted:
-                if w not in ("created", "restarting", "running", "removing", "paused", "exited", "dead"):
+                if w not in (
+                    "created",
+                    "restarting",
+                    "running",
+                    "removing",
+                    "paused",
+                    "exited",
+                    "dead",
+                ):
                     raise InvalidArgument(f"invalid filter 'status={w}'")
             if str(c.status) not in wanted:
                 return False
@@ -176,7 +187,9 @@ def matches(c: Container, filters: dict[str, set[str]], by_ref: Any) -> bool:
             ok = False
             for w in wanted:
                 base = w if ":" in w.split("/")[-1] or "@" in w else w + ":latest"
-                img_base = image if ":" in image.split("/")[-1] or "@" in image else image + ":latest"
+                img_base = (
+                    image if ":" in image.split("/")[-1] or "@" in image else image + ":latest"
+                )
                 if (
                     w in (image, iid)
                     or base == img_base
@@ -195,7 +208,9 @@ def matches(c: Container, filters: dict[str, set[str]], by_ref: Any) -> bool:
                 return False
         elif key == "volume":
             if not any(
-                m.get("Name") in wanted or m.get("Destination") in wanted or m.get("Source") in wanted
+                m.get("Name") in wanted
+                or m.get("Destination") in wanted
+                or m.get("Source") in wanted
                 for m in c.data.get("Mounts") or []
             ):
                 return False

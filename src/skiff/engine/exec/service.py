@@ -80,9 +80,11 @@ class ExecService:
         inst = ExecInstance(eid, c, config)
         self.execs[eid] = inst
         ids = c.data.get("ExecIDs") or []
-        c.data["ExecIDs"] = ids + [eid]
+        c.data["ExecIDs"] = [*ids, eid]
         self.containers.events.emit(
-            "container", f"exec_create: {' '.join(cmd)}", c.id,
+            "container",
+            f"exec_create: {' '.join(cmd)}",
+            c.id,
             {**self.containers.attrs(c), "execID": eid},
         )
         return inst
@@ -145,8 +147,10 @@ class ExecService:
         process = await self._spec(inst)
         tty = bool(inst.config.get("Tty"))
         io = ProcessStdio(
-            os.path.join(svc.fifo_root, c.id), f"exec-{inst.id[:16]}",
-            with_stdin and bool(inst.config.get("AttachStdin")), tty,
+            os.path.join(svc.fifo_root, c.id),
+            f"exec-{inst.id[:16]}",
+            with_stdin and bool(inst.config.get("AttachStdin")),
+            tty,
         )
         io.open()
         io.sinks.extend(sinks or [])
@@ -157,8 +161,9 @@ class ExecService:
 
         svc.exec_exit_hooks[(c.id, inst.id)] = on_exit
         try:
-            await svc.sup().exec(c.id, inst.id, process, io.stdin_path, io.stdout_path,
-                                 io.stderr_path, tty)
+            await svc.sup().exec(
+                c.id, inst.id, process, io.stdin_path, io.stdout_path, io.stderr_path, tty
+            )
             io.start_copying()
             inst.pid = await svc.sup().start(c.id, inst.id)
         except SkiffError as e:
@@ -172,7 +177,9 @@ class ExecService:
             raise Conflict(f"OCI runtime exec failed: {e}: unknown")
         inst.running = True
         svc.events.emit(
-            "container", f"exec_start: {' '.join(inst.config['Cmd'])}", c.id,
+            "container",
+            f"exec_start: {' '.join(inst.config['Cmd'])}",
+            c.id,
             {**svc.attrs(c), "execID": inst.id},
         )
         return io
@@ -190,7 +197,9 @@ class ExecService:
         inst.running = False
         inst.exited.set()
         self.containers.events.emit(
-            "container", "exec_die", inst.container.id,
+            "container",
+            "exec_die",
+            inst.container.id,
             {**self.containers.attrs(inst.container), "execID": inst.id, "exitCode": str(code)},
         )
 

@@ -8,6 +8,7 @@ does. Anonymous volumes get a 64-hex name and go with `docker rm -v`.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -59,9 +60,11 @@ class VolumeService:
             if not os.path.isdir(path):
                 continue
             meta: dict[str, Any] = {}
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                with open(os.path.join(path, "opts.json")) as f:
-                    meta = json.load(f)
+            with (
+                contextlib.suppress(FileNotFoundError, ValueError),
+                open(os.path.join(path, "opts.json")) as f,
+            ):
+                meta = json.load(f)
             self.volumes[name] = Volume(name, path, meta)
 
     def create(
@@ -73,7 +76,7 @@ class VolumeService:
         anonymous: bool = False,
     ) -> Volume:
         if driver not in ("", "local"):
-            raise NotFound(f"error looking up volume plugin {driver}: plugin \"{driver}\" not found")
+            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
         if not name:
             name = secrets.token_hex(32)
             anonymous = True
@@ -125,9 +128,7 @@ class VolumeService:
             raise NotFound(f"get {name}: no such volume")
         users = self.users.get(name)
         if users:
-            raise Conflict(
-                f"remove {name}: volume is in use - [{', '.join(sorted(users))}]"
-            )
+            raise Conflict(f"remove {name}: volume is in use - [{', '.join(sorted(users))}]")
         shutil.rmtree(vol.path, ignore_errors=True)
         del self.volumes[name]
         self.events.emit("volume", "destroy", name, {"driver": "local"})
@@ -150,7 +151,7 @@ class VolumeService:
             out.append(vol)
         return out
 
-    def prune(self, filters: dict[str, set[str]]) -> tuple[list[str], int]:
+    def prune(self, filters: dict[str, set[str]]) -> tuple[builtins.list[str], int]:
         # Docker >= 23 prunes only anonymous volumes unless all=true
         everything = "all" in filters and next(iter(filters["all"])).lower() in ("1", "true")
         rest = {k: v for k, v in filters.items() if k != "all"}
@@ -172,7 +173,10 @@ class VolumeService:
         vols = []
         for vol in self.volumes.values():
             info = vol.inspect()
-            info["UsageData"] = {"Size": _du(vol.path), "RefCount": len(self.users.get(vol.name, ()))}
+            info["UsageData"] = {
+                "Size": _du(vol.path),
+                "RefCount": len(self.users.get(vol.name, ())),
+            }
             vols.append(info)
         return {"Volumes": vols}
 
