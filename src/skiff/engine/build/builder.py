@@ -26,6 +26,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -173,14 +174,28 @@ class Builder:
         self.pull_image = pull_image
         os.makedirs(workdir, exist_ok=True)
 
-    # -- the build ---------------------------------------------------------------
+        # -- the build ---------------------------------------------------------------
+
+        # content digest -> bytes of small immutable blobs (manifests, configs)
+        self.blobs: dict[str, bytes] = {}
+        self.resolved: dict[tuple[str, str], cimages.ResolvedImage] = {}
 
     def build(self, ctx: Context, opts: BuildOptions, out: Output) -> BuildResult:
         run = _Run(self, ctx, opts, out)
-        with cimages.temporary_lease(self.client) as leased:
-            run.client = leased
-            run.store = RemoteContentStore(leased)
+        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        lease = self.client.create_lease(
+            f"skiff-build-{secrets.token_hex(8)}", {"containerd.io/gc.expire": expire}
+        )
+        try:
+            run.client = self.client.with_lease(lease.id)
+            run.store = RemoteContentStore(run.client)
             return run.execute()
+        finally:
+            # the records that hold what the build made exist by now; the lease can go
+            # after the answer (a GC may run on delete), and expires by itself anyway
+            threading.Thread(
+                target=_delete_lease, args=(self.client, lease.id, run.touched), daemon=True
+            ).start()
 
 
 class _Run:
@@ -198,6 +213,8 @@ class _Run:
         epoch = opts.build_args.get("SOURCE_DATE_EPOCH")
         self.epoch: int | None = int(epoch) if epoch and epoch.isdigit() else None
         self.used_args: set[str] = set()
+        self.touched: list[tuple[BuildCache, Entry]] = []
+        self.manifests: dict[str, tuple[Digest, int]] = {}  # image id -> manifest
         self.cache_from = self._load_cache_from()
 
     # -- output ---------------------------------------------------------------------
@@ -245,8 +262,13 @@ class _Run:
         )
         if unused:
             self.say(f"[Warning] One or more build-args {unused} were not consumed\n")
-        image_id, manifest = self._commit_image(final, root=False)
-        tags = self._tag(manifest, image_id)
+        if final.image_id in self.manifests:
+            # the last step came from the cache: its manifest is the image's
+            image_id = final.image_id
+            self._last_manifest = self.manifests[image_id]
+        else:
+            image_id, _ = self._commit_image(final, root=False)
+        tags = self._tag(image_id)
         if self.opts.quiet:
             self.out({"stream": image_id + "\n"})
         self.out({"aux": {"ID": image_id}})
@@ -326,22 +348,44 @@ class _Run:
         if self.opts.pull and self.b.pull_image is not None:
             self.b.pull_image(ref, want, progress)
         try:
-            image = cimages.get_image(self.client, ref, want)
+            image = self._get_image(ref, want)
         except NotFound:
             if self.b.pull_image is None:
                 raise NotFound(f"No such image: {name}") from None
             self.b.pull_image(ref, want, progress)
-            image = cimages.get_image(self.client, ref, want)
-        try:
-            self.client.stat_snapshot(self.b.snapshotter, image.chain_id)
-        except NotFound:
-            if image.chain_id:
-                cimages.unpack(self.client, image, self.b.snapshotter)
+            image = self._get_image(ref, want)
+        if image.chain_id and not self._snapshot_exists(image.chain_id):
+            cimages.unpack(self.client, image, self.b.snapshotter)
+            self.b.cache.verified.add(image.chain_id)
         return image
+
+    def _get_image(self, ref: str, want: plat.Platform) -> cimages.ResolvedImage:
+        """The image record (one call), its manifest and config remembered by
+        target digest: content under a digest never changes."""
+        record = self.client.get_image(ref)
+        key = (str(record.target.digest), str(want))
+        image = self.b.resolved.get(key)
+        if image is None or image.name != record.name:
+            image = cimages.resolve(self.client, record.name, record.target, want)
+            if len(self.b.resolved) > 64:
+                self.b.resolved.clear()
+            self.b.resolved[key] = image
+        return image
+
+    def _blob(self, digest: Digest | str) -> bytes:
+        """A small immutable blob (config), remembered by digest."""
+        key = str(digest)
+        data = self.b.blobs.get(key)
+        if data is None:
+            data = self.store.read_all(Digest(key))
+            if len(self.b.blobs) > 256:
+                self.b.blobs.clear()
+            self.b.blobs[key] = data
+        return data
 
     def _base_image(self, name: str, platform: str) -> ImageState:
         image = self._resolve_image(name, platform)
-        config = json.loads(self.store.read_all(image.config_descriptor.digest))
+        config = json.loads(self._blob(image.config_descriptor.digest))
         layers = [_desc_json(d) for d in image.layers]
         return ImageState(config, layers, str(image.config_descriptor.digest))
 
@@ -954,46 +998,15 @@ class _Run:
                 raise InvalidArgument(
                     f"When using {what} with more than one source file, the destination must be a directory and end with a /"
                 )
-            uid, gid = (0, 0)
-            if chown:
-                uid, gid = self._chown_ids(chown, parent_root)
-
-            def into_dir(single_file: bool) -> bool:
-                if dest_dir:
-                    return True
-                if not single_file:
-                    return True
-                if not state.chain_id:
-                    return False
-                host = Context(parent_root(), owned=False).resolve(dest)
-                return os.path.isdir(host)
-
-            entries: list[tuple[tarfile.TarInfo, bytes | None, str | None]] = []
+            # first what identifies the step (content digests), so that a cache hit
+            # needs no mount of the parent (a cost of tens of ms per step)
             digests: list[str] = []
-            for name, data in heredoc_data:
-                target = posixpath.join(dest, name) if into_dir(True) else dest
-                ti = tarfile.TarInfo(target.lstrip("/"))
-                ti.size, ti.mode, ti.uid, ti.gid = (
-                    len(data),
-                    mode if mode is not None else 0o644,
-                    uid,
-                    gid,
-                )
-                ti.mtime = self.epoch if self.epoch is not None else int(time.time())
-                entries.append((ti, data, None))
+            fetched: list[tuple[bytes, str, int]] = []
+            for _name, data in heredoc_data:
                 digests.append("heredoc:" + hashlib.sha256(data).hexdigest())
             for url in urls:
                 data, fname, mtime = _fetch(url, what)
-                target = posixpath.join(dest, fname) if into_dir(True) else dest
-                ti = tarfile.TarInfo(target.lstrip("/"))
-                ti.size, ti.mode, ti.uid, ti.gid = (
-                    len(data),
-                    mode if mode is not None else 0o600,
-                    uid,
-                    gid,
-                )
-                ti.mtime = mtime
-                entries.append((ti, data, None))
+                fetched.append((data, fname, mtime))
                 digests.append("url:" + hashlib.sha256(data).hexdigest())
             for rel, host in sources:
                 st = os.lstat(host) if os.path.lexists(host) else None
@@ -1005,21 +1018,6 @@ class _Run:
                     ("dir:" if stat.S_ISDIR(st.st_mode) else "file:")
                     + src_ctx.digest(host).split(":", 1)[1]
                 )
-                if stat.S_ISDIR(st.st_mode):
-                    for ti, data_path in _tree_entries(
-                        host, dest, uid, gid, mode, chown is not None
-                    ):
-                        entries.append((ti, None, data_path))
-                elif add and _is_local_archive(host):
-                    entries.extend(_archive_entries(host, dest))
-                else:
-                    target = (
-                        posixpath.join(dest, posixpath.basename(rel))
-                        if into_dir(True and count == 1)
-                        else dest
-                    )
-                    ti = _tarinfo_for(host, target, uid, gid, mode, chown is not None)
-                    entries.append((ti, None, host if ti.isreg() else None))
             kind = "multi" if len(digests) > 1 else digests[0].split(":", 1)[0]
             hexes = "".join(digests)
             sig = (
@@ -1035,6 +1033,57 @@ class _Run:
             hit = self._cached(key, state, empty=False, created_by=created_by)
             if hit is not None:
                 return hit
+
+            uid, gid = (0, 0)
+            if chown:
+                uid, gid = self._chown_ids(chown, parent_root)
+
+            def into_dir() -> bool:
+                """Whether a single file lands inside `dest` (Docker: when dest ends
+                with / or is an existing directory)."""
+                if dest_dir or count > 1:
+                    return True
+                if not state.chain_id:
+                    return False
+                host = Context(parent_root(), owned=False).resolve(dest)
+                return os.path.isdir(host)
+
+            entries: list[tuple[tarfile.TarInfo, bytes | None, str | None]] = []
+            for name, data in heredoc_data:
+                target = posixpath.join(dest, name) if into_dir() else dest
+                ti = tarfile.TarInfo(target.lstrip("/"))
+                ti.size, ti.mode, ti.uid, ti.gid = (
+                    len(data),
+                    mode if mode is not None else 0o644,
+                    uid,
+                    gid,
+                )
+                ti.mtime = self.epoch if self.epoch is not None else int(time.time())
+                entries.append((ti, data, None))
+            for data, fname, mtime in fetched:
+                target = posixpath.join(dest, fname) if into_dir() else dest
+                ti = tarfile.TarInfo(target.lstrip("/"))
+                ti.size, ti.mode, ti.uid, ti.gid = (
+                    len(data),
+                    mode if mode is not None else 0o600,
+                    uid,
+                    gid,
+                )
+                ti.mtime = mtime
+                entries.append((ti, data, None))
+            for rel, host in sources:
+                st = os.lstat(host)
+                if stat.S_ISDIR(st.st_mode):
+                    for ti, data_path in _tree_entries(
+                        host, dest, uid, gid, mode, chown is not None
+                    ):
+                        entries.append((ti, None, data_path))
+                elif add and _is_local_archive(host):
+                    entries.extend(_archive_entries(host, dest))
+                else:
+                    target = posixpath.join(dest, posixpath.basename(rel)) if into_dir() else dest
+                    ti = _tarinfo_for(host, target, uid, gid, mode, chown is not None)
+                    entries.append((ti, None, host if ti.isreg() else None))
             layer = self._layer_from_entries(entries)
             self._apply(state, layer)
         new = self._with_layer(state, layer, created_by)
@@ -1143,21 +1192,29 @@ class _Run:
             return None
         entry = self.b.cache.get(key)
         if entry is not None and self._entry_usable(entry):
-            self.b.cache.touch(entry)
+            self.touched.append((self.b.cache, entry))
+            if entry.manifest_size:
+                self.manifests[entry.image_id] = (Digest(entry.manifest), entry.manifest_size)
             self.say(" ---> Using cache\n")
             self.say(f" ---> {short(entry.image_id)}\n")
             return ImageState(entry.config, entry.layers, entry.image_id)
         return self._from_cache_images(state, empty=empty, created_by=created_by)
 
     def _entry_usable(self, entry: Entry) -> bool:
-        try:
-            if entry.layers:
-                self.client.stat_snapshot(
-                    self.b.snapshotter, ImageState(entry.config, entry.layers).chain_id
-                )
+        if not entry.layers:
             return True
+        return self._snapshot_exists(ImageState(entry.config, entry.layers).chain_id)
+
+    def _snapshot_exists(self, chain_id: str) -> bool:
+        verified = self.b.cache.verified
+        if chain_id in verified:
+            return True
+        try:
+            self.client.stat_snapshot(self.b.snapshotter, chain_id)
         except NotFound:
             return False
+        verified.add(chain_id)
+        return True
 
     def _store(
         self, key: str, parent: ImageState, new: ImageState, created_by: str, *, size: int
@@ -1174,8 +1231,11 @@ class _Run:
                 config=new.config,
                 layers=new.layers,
                 size=size,
+                manifest_size=self._last_manifest[1],
             )
         )
+        if new.chain_id:
+            self.b.cache.verified.add(new.chain_id)
         self.say(f" ---> {short(image_id)}\n")
         return new
 
@@ -1213,7 +1273,7 @@ class _Run:
         self._last_manifest = (manifest_digest, len(manifest_bytes))
         return str(config_digest), str(manifest_digest)
 
-    def _tag(self, manifest: str, image_id: str) -> list[str]:
+    def _tag(self, image_id: str) -> list[str]:
         digest, size = self._last_manifest
         target = Descriptor(media_type=mt.DOCKER_MANIFEST, digest=digest, size=size)
         shown: list[str] = []
@@ -1223,8 +1283,16 @@ class _Run:
             names.append((str(ref), ref.familiar()))
         if not names:
             names.append((f"moby-dangling@{digest}", ""))
+        labels = {"skiff.build.image-id": image_id}
         for name, familiar in names:
-            self.client.put_image(name, target, {"skiff.build.image-id": image_id})
+            # a rebuild mostly moves an existing tag: try that first (one call)
+            try:
+                self.client.update_image(name, target, labels)
+            except NotFound:
+                try:
+                    self.client.create_image(name, target, labels)
+                except AlreadyExists:
+                    self.client.update_image(name, target, labels)
             if familiar:
                 shown.append(familiar)
         return shown
@@ -1305,6 +1373,14 @@ class _Run:
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _delete_lease(client: Client, lease: str, touched: list[tuple[BuildCache, Entry]]) -> None:
+    for cache, entry in touched:
+        with contextlib.suppress(OSError):
+            cache.touch(entry)
+    with contextlib.suppress(Exception):  # the daemon may be closing its channel
+        client.delete_lease(lease)
 
 
 def lambda_desc(kw: str, text: str) -> str:

@@ -38,6 +38,7 @@ class Entry:
     config: dict[str, Any]  # the image config JSON
     layers: list[dict[str, Any]]  # OCI descriptors (mediaType, digest, size)
     size: int = 0  # bytes of the layer this step added
+    manifest_size: int = 0  # 0 in entries written before it was recorded
     created: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
     usage_count: int = 0
@@ -47,6 +48,10 @@ class BuildCache:
     def __init__(self, root: str) -> None:
         self.dir = os.path.join(root, "cache")
         os.makedirs(self.dir, exist_ok=True)
+        # snapshot chains seen to exist since this process started: a gc.root
+        # manifest holds them, so a warm build need not ask the supervisor again
+        # (forgotten on prune)
+        self.verified: set[str] = set()
 
     def _path(self, key: str) -> str:
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
@@ -68,17 +73,19 @@ class BuildCache:
         self._write(entry)
 
     def touch(self, entry: Entry) -> None:
+        """Record a use; not fsynced (the time only orders prune)."""
         entry.last_used = time.time()
         entry.usage_count += 1
-        self._write(entry)
+        self._write(entry, sync=False)
 
-    def _write(self, entry: Entry) -> None:
+    def _write(self, entry: Entry, *, sync: bool = True) -> None:
         fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-")
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(asdict(entry), f)
-                f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    f.flush()
+                    os.fsync(f.fileno())
             os.rename(tmp, self._path(entry.key))
         except BaseException:
             try:
@@ -88,6 +95,7 @@ class BuildCache:
             raise
 
     def remove(self, key: str) -> None:
+        self.verified.clear()
         try:
             os.unlink(self._path(key))
         except FileNotFoundError:

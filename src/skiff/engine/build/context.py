@@ -45,16 +45,20 @@ class Context:
         root = tempfile.mkdtemp(prefix="context-", dir=workdir)
         ctx = cls(root)
         try:
-            head = body.read(512)
-            body.seek(0)
+            # a stream (the request body as it arrives): look at the head, then hand
+            # head + rest on without seeking
+            head = b""
+            while len(head) < 512 and (data := body.read(512 - len(head))):
+                head += data
+            stream = _Prefixed(head, body)
             if _is_archive(head):
                 try:
-                    apply_layer(root, body, chown=False)
+                    apply_layer(root, stream, chown=False)  # type: ignore[arg-type]
                 except InvalidArgument as e:
                     raise InvalidArgument(f"invalid build context: {e}") from None
             else:
                 with open(os.path.join(root, "Dockerfile"), "wb") as f:
-                    shutil.copyfileobj(body, f)
+                    shutil.copyfileobj(stream, f)
             os.chmod(root, 0o755)
         except BaseException:
             ctx.close()
@@ -190,6 +194,23 @@ class Context:
         value = "sha256:" + h.hexdigest()
         self._digests[host] = value
         return value
+
+
+class _Prefixed:
+    """`read(n)` over bytes already read, then the rest of a stream."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head = head
+        self.rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0 or n >= len(self.head):
+                data, self.head = self.head, b""
+            else:
+                data, self.head = self.head[:n], self.head[n:]
+            return data
+        return self.rest.read(n)
 
 
 def _match(pattern: str, path: str) -> bool:

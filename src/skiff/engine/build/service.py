@@ -6,12 +6,10 @@ The HTTP side is skiff.engine.api.build.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import json
 import os
-import queue
 import shutil
-import tempfile
 import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -36,6 +34,7 @@ class BuildService:
         self.runtime = runtime or os.environ.get("SKIFF_BUILD_RUNTIME", DEFAULT_RUNTIME)
         self._client: Client | None = None
         self._lock = threading.Lock()
+        self._builder: tuple[Client, asyncio.AbstractEventLoop | None, Builder] | None = None
 
     def client(self) -> Client:
         with self._lock:
@@ -50,9 +49,14 @@ class BuildService:
         if self._client is not None:
             self._client.close()
             self._client = None
+            self._builder = None
 
     def builder(self, loop: asyncio.AbstractEventLoop | None = None) -> Builder:
+        """The builder (one, kept: it remembers resolved images between builds)."""
         client = self.client()
+        kept = self._builder
+        if kept is not None and kept[0] is client and kept[1] is loop:
+            return kept[2]
         images = self.daemon.services.get("images")
 
         def pull(ref: str, platform: Platform, out: Output) -> None:
@@ -65,51 +69,57 @@ class BuildService:
             )
             future.result()
 
-        return Builder(
+        builder = Builder(
             client,
             self.cache,
             runtime=self.runtime,
             workdir=os.path.join(self.root, "tmp"),
             pull_image=pull,
         )
+        self._builder = (client, loop, builder)
+        return builder
 
-    async def spool(self, body: AsyncIterator[bytes]) -> str:
-        os.makedirs(os.path.join(self.root, "tmp"), exist_ok=True)
-        fd, path = tempfile.mkstemp(prefix="context-", dir=os.path.join(self.root, "tmp"))
-        with os.fdopen(fd, "wb") as f:
-            async for chunk in body:
-                await asyncio.to_thread(f.write, chunk)
-        return path
-
-    async def build(self, body_path: str, opts: BuildOptions) -> AsyncIterator[dict[str, Any]]:
-        """Messages of the build as they come (stream/aux/error)."""
-        messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
+    async def build(
+        self, body: AsyncIterator[bytes], opts: BuildOptions
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Start a build whose context is `body` (read here, while a worker
+        thread unpacks it as it arrives); returns its messages (stream/aux/error)."""
         loop = asyncio.get_running_loop()
+        messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        feed = BodyFeed()
+        tmp = os.path.join(self.root, "tmp")
+
+        def emit(msg: dict[str, Any] | None) -> None:
+            loop.call_soon_threadsafe(messages.put_nowait, msg)
 
         def run() -> None:
             try:
-                with open(body_path, "rb") as body:
-                    ctx = Context.from_tar(body, os.path.join(self.root, "tmp"))
+                ctx = Context.from_tar(feed, tmp)  # type: ignore[arg-type]
+                feed.close()
                 with ctx:
-                    self.builder(loop).build(ctx, opts, messages.put)
+                    self.builder(loop).build(ctx, opts, emit)
             except SkiffError as e:
-                messages.put({"errorDetail": {"message": str(e)}, "error": str(e)})
+                emit({"errorDetail": {"message": str(e)}, "error": str(e)})
             except Exception as e:  # a fault: still end the stream with Docker's error shape
-                messages.put(
-                    {"errorDetail": {"message": f"{type(e).__name__}: {e}"}, "error": str(e)}
-                )
+                emit({"errorDetail": {"message": f"{type(e).__name__}: {e}"}, "error": str(e)})
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(body_path)
-                messages.put(None)
+                feed.close()
+                emit(None)
 
-        thread = threading.Thread(target=run, name="skiff-build", daemon=True)
-        thread.start()
-        while True:
-            msg = await asyncio.to_thread(messages.get)
-            if msg is None:
-                break
-            yield msg
+        os.makedirs(tmp, exist_ok=True)
+        threading.Thread(target=run, name="skiff-build", daemon=True).start()
+        try:
+            async for chunk in body:
+                if not await feed.put(chunk):
+                    break  # the worker stopped reading (a bad context): its error follows
+        finally:
+            feed.end()
+
+        async def stream() -> AsyncIterator[dict[str, Any]]:
+            while (msg := await messages.get()) is not None:
+                yield msg
+
+        return stream()
 
     async def prune(self, all_: bool = True, keep_storage: int = 0) -> dict[str, Any]:
         def run() -> dict[str, Any]:
@@ -135,6 +145,57 @@ class BuildService:
 
     async def disk_usage(self) -> dict[str, Any]:
         return {"BuildCache": await asyncio.to_thread(self.cache.disk_usage)}
+
+
+class BodyFeed:
+    """The request body handed from the event loop to the build thread as a
+    file (`read(n)`), at most `limit` bytes buffered."""
+
+    def __init__(self, limit: int = 8 << 20) -> None:
+        self._cond = threading.Condition()
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._limit = limit
+        self._eof = False
+        self._closed = False
+
+    async def put(self, chunk: bytes) -> bool:
+        """Queue `chunk`; False once the reader has closed."""
+        while True:
+            with self._cond:
+                if self._closed:
+                    return False
+                if self._size < self._limit:
+                    self._chunks.append(chunk)
+                    self._size += len(chunk)
+                    self._cond.notify_all()
+                    return True
+            await asyncio.sleep(0.002)
+
+    def end(self) -> None:
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._chunks.clear()
+            self._size = 0
+            self._cond.notify_all()
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while not self._chunks and not self._eof and not self._closed:
+                self._cond.wait()
+            if not self._chunks:
+                return b""
+            data = self._chunks.popleft()
+            if 0 <= n < len(data):
+                self._chunks.appendleft(data[n:])
+                data = data[:n]
+            self._size -= len(data)
+            return data
 
 
 async def _pull_with_progress(images: Any, ref: str, platform: str, out: Output) -> None:
