@@ -48,3 +48,22 @@ def engine() -> Iterator[Engine]:
 def own_engine() -> Iterator[Engine]:
     """A private containerd + skiffd for tests that kill or restart the daemon."""
     yield from _engine()
+
+
+@pytest.fixture
+def managed_engine() -> Iterator[Engine]:
+    """skiffd with the skiff-containerd it starts and manages itself."""
+    _need()
+    base = new_base()
+    eng = Engine(base)
+    try:
+        eng.start_holder()
+        eng.start_skiffd()
+        load_busybox(eng)
+        yield eng
+    except BaseException:
+        print(eng.log_tail())
+        raise
+    finally:
+        eng.stop()
+        cleanup_base(base)

@@ -61,6 +61,7 @@ class Engine:
     containerd: subprocess.Popen[bytes] | None = None
     skiffd: subprocess.Popen[bytes] | None = None
     extra: list[int] = field(default_factory=list)
+    managed: bool = False  # skiffd starts its own skiff-containerd
 
     @property
     def sock(self) -> Path:
@@ -122,11 +123,37 @@ class Engine:
         log.close()
         wait_for(self.ctd_sock, self.containerd, self.base / "containerd.log", 20)
 
+    def start_holder(self) -> None:
+        """A private mount namespace (tmpfs /run) for skiffd with a managed supervisor."""
+        self.containerd = subprocess.Popen(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                PRELUDE,
+                "sh",
+                "sleep",
+                "infinity",
+            ],
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.managed = True
+        (self.base / "empty.json").write_text("{}")
+        time.sleep(0.2)
+
     def start_skiffd(self, *extra_args: str) -> None:
         assert self.containerd is not None
         log = open(self.base / "skiffd.log", "ab")  # noqa: SIM115
         env = dict(os.environ)
         env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+        if self.managed:
+            supervisor = ["--config-file", str(self.base / "empty.json")]
+        else:
+            supervisor = ["--containerd", str(self.ctd_sock)]
         self.skiffd = subprocess.Popen(
             [
                 "nsenter",
@@ -140,8 +167,7 @@ class Engine:
                 str(self.exec_root),
                 "--pidfile",
                 str(self.base / "skiffd.pid"),
-                "--containerd",
-                str(self.ctd_sock),
+                *supervisor,
                 "--log-level",
                 "debug",
                 *extra_args,
@@ -271,7 +297,9 @@ def shim_pids(base: Path) -> list[int]:
             cmd = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"containerd-shim" in cmd and needle in cmd:
+        if (
+            b"containerd-shim" in cmd or b"skiff-containerd" in cmd or b"skiff-shim" in cmd
+        ) and needle in cmd:
             pid = int(entry.name)
             found.append(pid)
             found += descendants(pid)
