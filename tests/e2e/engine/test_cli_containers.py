@@ -505,3 +505,91 @@ def test_prune(engine: Engine) -> None:
 def test_bad_flags_are_rejected(engine: Engine, bad: str) -> None:
     res = engine.docker("run", "--rm", bad, "busybox", "true", check=False)
     assert res.returncode != 0
+
+
+def test_healthcheck_runs_through_exec(engine: Engine) -> None:
+    n = name()
+    engine.docker(
+        "run",
+        "-d",
+        "--name",
+        n,
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "60",
+    )
+    try:
+
+        def health() -> str:
+            return engine.docker("inspect", "-f", "{{.State.Health.Status}}", n).stdout.strip()
+
+        deadline = time.monotonic() + 10
+        while health() != "unhealthy" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert health() == "unhealthy"
+        engine.docker("exec", n, "touch", "/tmp/ok")
+        deadline = time.monotonic() + 10
+        while health() != "healthy" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert health() == "healthy"
+        assert (
+            "(healthy)"
+            in engine.docker("ps", "--filter", f"name={n}", "--format", "{{.Status}}").stdout
+        )
+    finally:
+        engine.docker("rm", "-f", n, check=False)
+
+
+def test_json_file_log_rotation(engine: Engine) -> None:
+    n = name()
+    engine.docker(
+        "run",
+        "--name",
+        n,
+        "--log-opt",
+        "max-size=10k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done",
+    )
+    try:
+        log_path = Path(engine.docker("inspect", "-f", "{{.LogPath}}", n).stdout.strip())
+        files = sorted(
+            p.name for p in log_path.parent.iterdir() if p.name.startswith(log_path.name)
+        )
+        assert len(files) == 3, files
+        assert all(p.stat().st_size <= 10 * 1024 for p in log_path.parent.glob(log_path.name + "*"))
+        lines = engine.docker("logs", n).stdout.splitlines()
+        assert lines[-1] == "line-1999"
+        nums = [int(x.split("-")[1]) for x in lines]
+        assert nums == list(range(nums[0], 2000))  # the oldest went, nothing in between
+        assert engine.docker("logs", "--tail", "2", n).stdout == "line-1998\nline-1999\n"
+    finally:
+        engine.docker("rm", "-f", n, check=False)
+
+
+def test_wait_conditions(engine: Engine) -> None:
+    n = name()
+    engine.docker("create", "--name", n, "busybox", "sh", "-c", "sleep 0.5; exit 2")
+    try:
+        # not-running: a created container is not running, so 0 at once, as dockerd answers
+        assert engine.docker("wait", n).stdout.strip() == "0"
+        engine.docker("start", n)
+        proc = subprocess.Popen(
+            ["docker", "wait", n], env=engine.env, stdout=subprocess.PIPE, text=True
+        )
+        out, _ = proc.communicate(timeout=20)
+        assert out.strip() == "2"
+        # an exited container: wait answers at once with its code
+        assert engine.docker("wait", n).stdout.strip() == "2"
+    finally:
+        engine.docker("rm", "-f", n, check=False)

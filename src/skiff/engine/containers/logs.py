@@ -89,18 +89,25 @@ class JsonLog:
     def _emit(self, stream: str, lines: list[bytes], newline: bool) -> None:
         if not lines:
             return
-        now = time.time()
-        out = []
+        stamp = rfc3339(time.time())
+        out: list[bytes] = []
+        size = self.size
         for line in lines:
             text = line.decode("utf-8", "replace") + ("\n" if newline else "")
-            out.append(
-                json.dumps({"log": text, "stream": stream, "time": rfc3339(now)}).encode() + b"\n"
-            )
-        blob = b"".join(out)
-        if self.max_size and self.size + len(blob) > self.max_size and self.size > 0:
-            self._rotate()
-        os.write(self.fd, blob)
-        self.size += len(blob)
+            entry = json.dumps({"log": text, "stream": stream, "time": stamp}).encode() + b"\n"
+            if self.max_size and size + len(entry) > self.max_size and size > 0:
+                # the batch so far goes to the current file; the rest starts a new one
+                self._write(b"".join(out))
+                out, size = [], 0
+                self._rotate()
+            out.append(entry)
+            size += len(entry)
+        self._write(b"".join(out))
+
+    def _write(self, blob: bytes) -> None:
+        if blob:
+            os.write(self.fd, blob)
+            self.size += len(blob)
 
     def flush(self) -> None:
         for stream, rest in self.partial.items():
