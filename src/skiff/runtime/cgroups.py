@@ -68,16 +68,23 @@ def _own_cgroups() -> dict[str, str]:
     return result
 
 
-def resolve_path(cgroups_path: str, container_id: str, unified: bool) -> dict[str, str]:
-    """The container's cgroup path inside each hierarchy, as runc derives it."""
+def resolve_path(
+    cgroups_path: str, container_id: str, unified: bool, hybrid: bool = False
+) -> dict[str, str]:
+    """The container's cgroup path inside each hierarchy, as runc derives it.
+
+    On a hybrid host the v1 controllers carry the limits, and the controller-less
+    cgroup2 mount ("unified") is joined as well, as runc does, so that tools reading
+    the last line of /proc/PID/cgroup see the container's cgroup.
+    """
     own = _own_cgroups()
-    keys = [""] if unified else list(V1_CONTROLLERS)
+    keys = [""] if unified else list(V1_CONTROLLERS) + (["unified"] if hybrid else [])
     result: dict[str, str] = {}
     for key in keys:
         if cgroups_path.startswith("/"):
             inner = cgroups_path
         else:
-            base = own.get(key, "/")
+            base = own.get("" if key == "unified" else key, "/")
             inner = os.path.join(base, cgroups_path or container_id)
         result[key] = os.path.normpath(inner)
     return result
@@ -109,7 +116,8 @@ class Manager:
         cls, cgroups_path: str, container_id: str, root: str = CGROUP_ROOT
     ) -> Manager:
         unified = is_unified(root)
-        return cls(resolve_path(cgroups_path, container_id, unified), root, unified)
+        hybrid = not unified and is_unified(os.path.join(root, "unified"))
+        return cls(resolve_path(cgroups_path, container_id, unified, hybrid), root, unified)
 
     def dir(self, controller: str) -> str:
         key = "" if self.unified else controller
@@ -353,6 +361,13 @@ class Manager:
             return _read(os.path.join(self.dir("freezer"), "freezer.state")) == "FROZEN"
         except OSError:
             return False
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer has taken in this cgroup."""
+        if self.unified:
+            return self._kv("", "memory.events").get("oom_kill", 0)
+        control = self._kv("memory", "memory.oom_control")
+        return control.get("oom_kill", 0) or control.get("under_oom", 0)
 
     # --- statistics (runc's events --stats shape)
 

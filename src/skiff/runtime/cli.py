@@ -282,24 +282,25 @@ def main(argv: list[str] | None = None) -> int:
     cgroup_root = gflags.get("cgroup-root", "/sys/fs/cgroup")
     from skiff.errors import SkiffError
 
+    # runc ends a failed exec with 255, so it cannot be taken for the process's own status
+    failed = 255 if cmd == "exec" else 1
     try:
         return _dispatch(cmd, flags, rest, root, cgroup_root, log)
     except UsageError as e:
-        return log.fatal(str(e))
+        log.fatal(str(e))
     except SkiffError as e:
-        return log.fatal(_with_prefix(cmd, str(e)))
+        log.fatal(_with_prefix(cmd, str(e)))
     except OSError as e:
-        return log.fatal(_with_prefix(cmd, str(e)))
+        log.fatal(_with_prefix(cmd, str(e)))
     except Exception as e:  # the runtime's boundary: one line, never a traceback
+        from skiff.runtime.hooks import HookError
         from skiff.runtime.process import SetupError
 
-        if isinstance(e, SetupError):
-            return log.fatal(_with_prefix(cmd, str(e)))
-        from skiff.runtime.hooks import HookError
-
-        if isinstance(e, HookError):
-            return log.fatal(_with_prefix(cmd, str(e)))
-        return log.fatal(f"{cmd}: {type(e).__name__}: {e}")
+        if isinstance(e, (SetupError, HookError)):
+            log.fatal(_with_prefix(cmd, str(e)))
+        else:
+            log.fatal(f"{cmd}: {type(e).__name__}: {e}")
+    return failed
 
 
 def _with_prefix(cmd: str, msg: str) -> str:
@@ -317,21 +318,41 @@ def _dispatch(
         return _features()
     from skiff.runtime.container import Runtime
 
-    runtime = Runtime(root, cgroup_root=cgroup_root, debug=log.debug)
+    runtime = Runtime(
+        root,
+        cgroup_root=cgroup_root,
+        debug=log.debug,
+        warn=lambda msg: log.write("warning", msg),
+    )
     preserve = int(flags.get("preserve-fds", 0) or 0)
     if cmd in ("create", "run"):
         cid = _need_id(cmd, rest)
         bundle = flags.get("bundle") or os.getcwd()
-        common = dict(
-            pid_file=flags.get("pid-file"),
-            console_socket=flags.get("console-socket"),
-            no_pivot=bool(flags.get("no-pivot")),
-            preserve_fds=preserve,
-        )
+        pid_file = flags.get("pid-file")
+        console_socket = flags.get("console-socket")
+        no_pivot = bool(flags.get("no-pivot"))
         if cmd == "create":
-            runtime.create(cid, bundle, **common)  # type: ignore[arg-type]
+            runtime.create(
+                cid,
+                bundle,
+                pid_file=pid_file,
+                console_socket=console_socket,
+                no_pivot=no_pivot,
+                preserve_fds=preserve,
+            )
             return 0
-        return runtime.run(cid, bundle, detach=bool(flags.get("detach")), **common)  # type: ignore[arg-type]
+        return int(
+            runtime.run(
+                cid,
+                bundle,
+                pid_file=pid_file,
+                console_socket=console_socket,
+                no_pivot=no_pivot,
+                preserve_fds=preserve,
+                detach=bool(flags.get("detach")),
+                keep=bool(flags.get("keep")),
+            )
+        )
     if cmd == "start":
         runtime.start(_need_id(cmd, rest))
         return 0
@@ -497,6 +518,7 @@ def _exec(runtime: Any, flags: dict[str, Any], rest: list[str], preserve: int) -
             console_socket=flags.get("console-socket"),
             detach=bool(flags.get("detach")),
             preserve_fds=preserve,
+            ignore_paused=bool(flags.get("ignore-paused")),
         )
     )
 
@@ -533,6 +555,28 @@ def _ps(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
     return 0
 
 
+def parse_duration(text: str) -> float:
+    """Go's time.Duration text: 100ms, 5s, 1m, 1m30s, 250us."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    total = 0.0
+    rest = text.strip()
+    if not rest:
+        raise UsageError("invalid duration ''")
+    while rest:
+        i = 0
+        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
+            i += 1
+        j = i
+        while j < len(rest) and not (rest[j].isdigit() or rest[j] == "."):
+            j += 1
+        number, unit = rest[:i], rest[i:j]
+        if not number or unit not in units:
+            raise UsageError(f"invalid duration {text!r}")
+        total += float(number) * units[unit]
+        rest = rest[j:]
+    return total
+
+
 def _events(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
     from skiff.oci import fastjson
 
@@ -542,15 +586,26 @@ def _events(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
         return 0
     import time
 
-    interval = float(str(flags.get("interval", "5s")).rstrip("s") or 5)
+    interval = parse_duration(str(flags.get("interval", "5s")))
+    if interval <= 0:
+        raise UsageError("duration interval must be greater than 0")
+    # stats every interval; an "oom" event as soon as the kill counter moves
+    oom_seen = runtime.oom_kills(cid)
+    next_stats = 0.0
     while True:
+        now = time.monotonic()
         try:
-            stats = runtime.stats(cid)
+            if now >= next_stats:
+                sys.stdout.write(fastjson.dumps(runtime.stats(cid), compact=True) + "\n")
+                next_stats = now + interval
+            kills = runtime.oom_kills(cid)
         except Exception:
             return 0
-        sys.stdout.write(fastjson.dumps(stats, compact=True) + "\n")
+        if kills > oom_seen:
+            sys.stdout.write(fastjson.dumps({"type": "oom", "id": cid}, compact=True) + "\n")
+            oom_seen = kills
         sys.stdout.flush()
-        time.sleep(interval)
+        time.sleep(min(0.05, interval))
 
 
 def _update(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:

@@ -51,10 +51,13 @@ def parse_signal(text: str) -> int:
 class Runtime:
     """The runtime over one state root (runc's --root)."""
 
-    def __init__(self, root: str, cgroup_root: str = "/sys/fs/cgroup", debug: Any = None):
+    def __init__(
+        self, root: str, cgroup_root: str = "/sys/fs/cgroup", debug: Any = None, warn: Any = None
+    ):
         self.root = root
         self.cgroup_root = cgroup_root
         self.debug = debug or (lambda msg: None)
+        self.warn = warn or (lambda msg: None)
 
     # --- create / start / run
 
@@ -127,7 +130,16 @@ class Runtime:
             if root_uid or root_gid:
                 os.chown(fifo, root_uid, root_gid)
             fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            if linux_cfg.get("resources", {}).get("unified") and not manager.unified:
+                raise InvalidArgument(
+                    "invalid configuration: cgroup v1 does not support unified resources"
+                )
             made = manager.create()
+            if manager.frozen():
+                raise FailedPrecondition("container's cgroup unexpectedly frozen")
+            others = manager.pids()
+            if others:
+                self.warn(f"container's cgroup is not empty: {len(others)} process(es) found")
             if "resources" in linux_cfg:
                 manager.apply(linux_cfg["resources"])
             if console_socket:
@@ -161,9 +173,15 @@ class Runtime:
                 hooks_mod.run("prestart", hooks.get("prestart", []), state)
                 hooks_mod.run("createRuntime", hooks.get("createRuntime", []), state)
 
+            def join(a_pid: int) -> None:
+                manager.join(a_pid)
+                self.debug("child process in init()")
+
+            self.debug("nsexec container setup")
             pid = proc.spawn_init(
-                job, proc.Channel(), manager.join, lambda a: _write_idmaps(a, spec), on_hooks
+                job, proc.Channel(), join, lambda a: _write_idmaps(a, spec), on_hooks
             )
+            self.debug("init: closing the pipe to signal completion")
             container.data["pid"] = pid
             container.data["start_time"] = st.proc_start_time(pid)
             container.save()
@@ -176,12 +194,16 @@ class Runtime:
                 _write_pid_file(pid_file, pid)
             return container
         except BaseException:
-            for pid in manager.pids():
+            # only what this create started: a shared cgroup may hold others' processes
+            init_pid = container.data.get("pid") or 0
+            if init_pid:
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.kill(init_pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-            _wait_gone(manager)
+                _wait_dead(container)
+            if made:
+                _wait_gone(manager)
             for path in reversed(made):
                 try:
                     os.rmdir(path)
@@ -243,7 +265,13 @@ class Runtime:
             container.check("delete")
         if status != st.STOPPED:
             manager = container.cgroups()
-            pids = manager.pids() or [container.pid]
+            own_pidns = any(
+                ns.get("type") == "pid" and not ns.get("path")
+                for ns in container.spec.get("linux", {}).get("namespaces", [])
+            )
+            # init's death ends a private pid namespace; without one, as runc does,
+            # every process of the cgroup goes (a shared cgroup keeps the others')
+            pids = [container.pid] if own_pidns else (manager.pids() or [container.pid])
             for pid in pids:
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -252,7 +280,7 @@ class Runtime:
             if status == st.PAUSED:
                 manager.thaw()
             _wait_dead(container)
-            _wait_gone(manager)
+            _wait_gone(manager, timeout=1.0 if own_pidns else 10.0)
         self._destroy(container)
 
     def _destroy(self, container: st.Container) -> None:
@@ -325,6 +353,12 @@ class Runtime:
                 current[key] = value  # type: ignore[literal-required]
         container.save()
 
+    def oom_kills(self, container_id: str) -> int:
+        container = st.Container.load(self.root, container_id)
+        if container.status() == st.STOPPED:
+            raise FailedPrecondition("container not running")
+        return container.cgroups().oom_kills()
+
     def stats(self, container_id: str) -> dict[str, Any]:
         container = st.Container.load(self.root, container_id)
         if container.status() == st.STOPPED:
@@ -342,12 +376,19 @@ class Runtime:
         console_socket: str | None = None,
         detach: bool = False,
         preserve_fds: int = 0,
+        ignore_paused: bool = False,
     ) -> int:
         from skiff.runtime import config as config_mod
         from skiff.runtime import process as proc
 
         container = st.Container.load(self.root, container_id)
-        container.check("exec")
+        status = container.status()
+        if status == st.PAUSED and not ignore_paused:
+            raise FailedPrecondition(
+                "cannot exec in a paused container (use --ignore-paused to override)"
+            )
+        if status != st.PAUSED:
+            container.check("exec")
         config_mod.validate_process(process)
         if process.get("terminal") and not console_socket and detach:
             raise InvalidArgument(
@@ -400,6 +441,7 @@ class Runtime:
         no_pivot: bool = False,
         preserve_fds: int = 0,
         detach: bool = False,
+        keep: bool = False,
     ) -> int:
         container = self.create(
             container_id,
@@ -424,10 +466,11 @@ class Runtime:
             code = tty.proxy(container.console_master, container.pid)
         else:
             code = _wait_forwarding(container.pid, container.pid)
-        try:
-            self.delete(container_id, force=True)
-        except NotFound:
-            pass
+        if not keep:
+            try:
+                self.delete(container_id, force=True)
+            except NotFound:
+                pass
         return code
 
 

@@ -421,6 +421,11 @@ def _finalize_process(process: Process, preserve_fds: int, create_cwd: bool = Fa
     user = process.get("user", {})
     uid = user.get("uid", 0)
     gid = user.get("gid", 0)
+    cwd = process.get("cwd", "/")
+    if create_cwd and not os.path.isdir(cwd):
+        os.makedirs(cwd, 0o755, exist_ok=True)  # as runc does, before dropping to the user
+    # as root first (a cwd only root may enter still works, as with runc), else as the user
+    changed = _chdir(cwd, final=False)
     linux.prctl(linux.PR_SET_KEEPCAPS, 1)
     groups = list(user.get("additionalGids", []))
     try:
@@ -431,18 +436,25 @@ def _finalize_process(process: Process, preserve_fds: int, create_cwd: bool = Fa
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     linux.prctl(linux.PR_SET_KEEPCAPS, 0)
-    cwd = process.get("cwd", "/")
-    if create_cwd and not os.path.isdir(cwd):
-        os.makedirs(cwd, 0o755, exist_ok=True)  # as runc does, before dropping to the user
+    if not changed:
+        _chdir(cwd, final=True)
+    os.umask(user.get("umask", 0o022))
+    if capabilities is not None:
+        caps.apply(dict(capabilities))  # type: ignore[arg-type]
+
+
+def _chdir(cwd: str, final: bool) -> bool:
     try:
         os.chdir(cwd)
+        return True
+    except PermissionError:
+        if final:
+            raise SetupError(f"chdir to cwd ({cwd!r}) set in config.json failed: permission denied")
+        return False
     except FileNotFoundError:
         raise SetupError(
             f"chdir to cwd ({cwd!r}) set in config.json failed: no such file or directory"
         )
-    os.umask(user.get("umask", 0o022))
-    if capabilities is not None:
-        caps.apply(dict(capabilities))  # type: ignore[arg-type]
 
 
 def _exec(path: str, args: list[str], env: dict[str, str]) -> NoReturn:
@@ -470,6 +482,8 @@ def setup_console(console_fd: int | None, process: Process, mount_console: bool)
             struct.pack("HHHH", size.get("height", 0), size.get("width", 0), 0, 0),
         )
     slave = os.open(slave_path, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    # the terminal belongs to the process's user; its group stays devpts's (gid=5)
+    os.fchown(slave, process.get("user", {}).get("uid", 0), -1)
     if mount_console:
         try:
             if not os.path.exists("/dev/console"):

@@ -257,7 +257,9 @@ def mount_cgroup(ctx: Context, dest: str, flags: int) -> None:
     for controller, host_dir in ctx.cgroup_dirs.items():
         sub = os.path.join(dest, controller)
         os.mkdir(sub, 0o755)
-        if ctx.cgroupns:
+        if ctx.cgroupns and controller == "unified":
+            linux.mount("cgroup2", sub, "cgroup2", flags)
+        elif ctx.cgroupns:
             linux.mount("cgroup", sub, "cgroup", flags, controller)
         else:
             linux.mount(host_dir, sub, "bind", linux.MS_BIND | linux.MS_REC)
