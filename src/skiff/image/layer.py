@@ -52,6 +52,9 @@ _ZERO_BLOCK = bytes(_BLOCK)
 _REGULAR = (b"0", b"\0", b"7")  # regular, old regular, contiguous
 _HEADER_ONLY = (b"1", b"2", b"3", b"4", b"5", b"6")  # their size field means nothing
 _MAX_META = 16 << 20  # bound on a PAX or GNU long-name record: it is held in memory
+_PREALLOCATE_MIN = 1 << 20
+_PREALLOCATE_STEP = 8 << 20
+_FALLOC_FL_KEEP_SIZE = 1
 _SIGNED = struct.Struct("148b8x356b")
 
 
@@ -294,12 +297,21 @@ class _TarReader:
             raise InvalidArgument(f"layer entry {m.name!r}: bad pax header {key}={value!r}")
 
     def copy_data(self, fd: int, m: _Member) -> None:
-        """Write the current member's data to `fd`."""
+        """Write the current member's data to `fd`. A large file's blocks
+        are reserved a step ahead of the writes, never further: the size in
+        a header is only a claim until the bytes arrive."""
+        written = reserved = 0
+        prealloc = self._left >= _PREALLOCATE_MIN
         while self._left:
+            if prealloc and written >= reserved:
+                step = min(self._left, _PREALLOCATE_STEP)
+                _preallocate(fd, written, step)
+                reserved = written + step
             view = self._s.take(self._left)
             if not view:
                 raise InvalidArgument(f"layer entry {m.name!r}: truncated")
             self._left -= len(view)
+            written += len(view)
             while view:
                 view = view[os.write(fd, view) :]
 
@@ -407,8 +419,6 @@ class _Applier:
             dir_fd=pfd,
         )
         try:
-            if m.size >= _PREALLOCATE_MIN:
-                _preallocate(fd, m.size)
             tar.copy_data(fd, m)
             self._meta_fd(fd, m)
             os.utime(fd, ns=_ns(m))
@@ -535,15 +545,13 @@ class _Applier:
                 os.close(fd)
 
 
-_PREALLOCATE_MIN = 1 << 20
-_FALLOC_FL_KEEP_SIZE = 1
 _fallocate: Any = None
 
 
-def _preallocate(fd: int, size: int) -> None:
-    """Reserve a large file's blocks before writing it, keeping its size:
-    ext4 then skips its per-page delayed allocation. Failures are ignored
-    (the writes that follow are what count)."""
+def _preallocate(fd: int, offset: int, length: int) -> None:
+    """Reserve blocks a file is about to fill, keeping its size: ext4 then
+    skips its per-page delayed allocation. Failures are ignored (the writes
+    that follow are what count)."""
     global _fallocate
     if _fallocate is None:
         import ctypes
@@ -554,7 +562,7 @@ def _preallocate(fd: int, size: int) -> None:
         except (OSError, AttributeError):
             _fallocate = False
     if _fallocate:
-        _fallocate(fd, _FALLOC_FL_KEEP_SIZE, 0, size)
+        _fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length)
 
 
 def _ns(m: _Member) -> tuple[int, int]:

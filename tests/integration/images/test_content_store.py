@@ -167,3 +167,11 @@ def test_leftover_removal_directories_are_cleaned(store: ContentStore) -> None:
     os.makedirs(os.path.join(stale, "sub"))
     ContentStore(store.root)
     assert not os.path.exists(stale)
+
+
+def test_a_claimed_huge_total_reserves_little(store: ContentStore) -> None:
+    with store.writer("liar", total=20 << 30) as w:
+        w.write(os.urandom(1 << 20))
+        st = os.stat(w.data_path)
+    assert st.st_size == 1 << 20
+    assert st.st_blocks * 512 <= 40 << 20

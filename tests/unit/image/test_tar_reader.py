@@ -242,3 +242,16 @@ def test_gzip_length_and_garbage_are_refused() -> None:
         _decode(bytes(blob), check_crc=False)
     with pytest.raises(InvalidArgument, match="not a gzip member"):
         _decode(gzip.compress(payload) + b"this is not gzip at all")
+
+
+def test_a_claimed_huge_size_reserves_little(tmp_path: Path) -> None:
+    """Blocks are reserved a step ahead of the data that arrived, never
+    for the size a header claims."""
+    ti, _ = _info("huge")
+    ti.size = 50 << 30
+    blob = ti.tobuf(tarfile.GNU_FORMAT) + os.urandom(3 << 20)
+    with pytest.raises(InvalidArgument, match="truncated"):
+        apply_layer(str(tmp_path), io.BytesIO(blob), chown=False)
+    st = os.stat(tmp_path / "huge")
+    assert st.st_size == 3 << 20
+    assert st.st_blocks * 512 <= 16 << 20

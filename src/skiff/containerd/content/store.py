@@ -88,6 +88,9 @@ _SYNC_FILE_RANGE_WRITE = 2
 _FALLOC_FL_KEEP_SIZE = 1
 _WRITEBACK_STEP = 8 << 20  # start writeback every this many bytes
 _PREALLOCATE_MIN = 1 << 20
+# blocks are reserved this far ahead of the writes, never further: the
+# total is only a claim (a hostile manifest may say a terabyte)
+_PREALLOCATE_STEP = 32 << 20
 _libc: Any = None
 
 
@@ -119,10 +122,11 @@ def _start_writeback(fd: int, offset: int, length: int) -> None:
 
 
 def _preallocate(fd: int, offset: int, length: int) -> None:
-    """Reserve the blocks a blob will fill, without changing its size (the
-    resume offset): ext4 then skips its per-page delayed allocation, about
-    a third of the kernel's cost of each write. A hint; failures ignored."""
-    if length >= _PREALLOCATE_MIN and (libc := _libc_calls()):
+    """Reserve blocks the blob is about to fill, without changing its size
+    (the resume offset): ext4 then skips its per-page delayed allocation,
+    about a third of the kernel's cost of each write. A hint; failures
+    are ignored."""
+    if libc := _libc_calls():
         libc.fallocate(fd, _FALLOC_FL_KEEP_SIZE, offset, length)
 
 
@@ -349,8 +353,7 @@ class Writer:
             self._digester.update(chunk)
             self.offset += len(chunk)
         self._written_back = self.offset & ~0xFFFF  # writeback started up to here
-        if total > self.offset:
-            _preallocate(self._fd, self.offset, total - self.offset)
+        self._reserved = self.offset  # blocks reserved up to here
 
     def __enter__(self) -> Writer:
         return self
@@ -362,6 +365,11 @@ class Writer:
         if self._fd < 0:
             raise FailedPrecondition(f"ingest {self.ref}: writer closed")
         view = memoryview(data)
+        end = self.offset + len(view)
+        if end > self._reserved and self.total >= _PREALLOCATE_MIN:
+            grow = min(max(self.total, end) - self._reserved, _PREALLOCATE_STEP)
+            _preallocate(self._fd, self._reserved, grow)
+            self._reserved += grow
         done = 0
         while done < len(view):
             done += os.pwrite(self._fd, view[done:], self.offset + done)
@@ -385,6 +393,7 @@ class Writer:
         while self.offset < size and (chunk := os.pread(self._fd, _CHUNK, self.offset)):
             self._digester.update(chunk)
             self.offset += len(chunk)
+        self._reserved = self.offset
 
     def digest(self) -> Digest:
         return self._digester.digest()
