@@ -20,6 +20,7 @@ is imported into each first. Nothing outside the temporary directory is
 touched, and everything started is stopped by PID at the end.
 
 Usage (as root): python bench/supervisor.py [--runs 20] [--warmup 3] [--shims 10]
+    [--grpc-server h2|grpcio] [--compare-grpcio]
 """
 
 from __future__ import annotations
@@ -296,6 +297,11 @@ def main() -> int:
     p.add_argument("--shims", type=int, default=10)
     p.add_argument("--image", default=str(IMAGE_TAR))
     p.add_argument(
+        "--compare-grpcio",
+        action="store_true",
+        help="also run a skiff-containerd on grpcio's server, measured with ctr",
+    )
+    p.add_argument(
         "--grpc-server",
         choices=["h2", "grpcio"],
         help="skiff-containerd's gRPC server (default: its own default)",
@@ -332,28 +338,36 @@ def main() -> int:
         )
     )
     cd.argv = ["containerd", "--config", str(cd.dir / "config.toml")]
-    sk = Daemon("skiff-containerd", tmp, [], skiff_ctr)
-    sk.argv = [
-        str(BIN / "skiff-containerd"),
-        "-a",
-        sk.address,
-        "--root",
-        str(sk.dir / "root"),
-        "--state",
-        str(sk.dir / "state"),
-    ]
-    if args.grpc_server:
-        (sk.dir / "config.toml").write_text(f'[grpc]\nserver = "{args.grpc_server}"\n')
-        sk.argv += ["--config", str(sk.dir / "config.toml")]
+
+    def skiff_daemon(name: str, server: str | None) -> Daemon:
+        d = Daemon(name, tmp, [], skiff_ctr)
+        d.argv = [
+            str(BIN / "skiff-containerd"),
+            "-a",
+            d.address,
+            "--root",
+            str(d.dir / "root"),
+            "--state",
+            str(d.dir / "state"),
+        ]
+        if server:
+            (d.dir / "config.toml").write_text(f'[grpc]\nserver = "{server}"\n')
+            d.argv += ["--config", str(d.dir / "config.toml")]
+        return d
+
+    sk = skiff_daemon("skiff-containerd", args.grpc_server)
+    # the other gRPC server in the same run, measured with ctr only
+    other = skiff_daemon("skiff-containerd-grpcio", "grpcio") if args.compare_grpcio else None
+    daemons = [cd, sk] + ([other] if other else [])
     try:
-        for d in (cd, sk):
+        for d in daemons:
             d.start(env)
             d.ctr("version")
             d.ctr("images", "ls")
         time.sleep(1)
-        idle = {d.name: d.memory() for d in (cd, sk)}
-        cd.ctr("images", "import", args.image)
-        sk.ctr("images", "import", args.image)
+        idle = {d.name: d.memory() for d in daemons}
+        for d in daemons:
+            d.ctr("images", "import", args.image, client=ctr if d is cd else None)
 
         variants = [
             Variant("ctr -> containerd (runc-v2 shim)", cd, ctr, "io.containerd.runc.v2"),
@@ -371,6 +385,12 @@ def main() -> int:
             ),
             Variant("ctr -> skiff-containerd (runc-v2 shim)", sk, ctr, "io.containerd.runc.v2"),
         ]
+        if other is not None:
+            variants.append(
+                Variant(
+                    "ctr -> skiff-containerd-grpcio (runc-v2)", other, ctr, "io.containerd.runc.v2"
+                )
+            )
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
         print(
             f"bench/supervisor.py  {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cpus  "
@@ -387,7 +407,7 @@ def main() -> int:
                 f"  {t.median / ref:5.2f}"
             )
         time.sleep(1)
-        busy = {d.name: d.memory() for d in (cd, sk)}
+        busy = {d.name: d.memory() for d in daemons}
 
         print(f"\nshims, {args.shims} `sleep` containers     n    Pss MB   RSS MB   Pss/ctr all")
         for label, d, client, runtime, binary in (
@@ -408,7 +428,7 @@ def main() -> int:
         ):
             n, pss, rss, total = shim_memory(d, client, runtime, binary, args.shims)
             print(f"  {label:34} {n:3} {pss:8.1f} {rss:8.1f} {total:10.1f}")
-        loaded = {d.name: d.memory() for d in (cd, sk)}
+        loaded = {d.name: d.memory() for d in daemons if d is not other}
 
         print("\ndaemon memory                         RSS MB   Pss MB")
         for when, figures in (
@@ -417,10 +437,10 @@ def main() -> int:
             (f"{args.shims} running", loaded),
         ):
             for name, (rss, pss) in figures.items():
-                print(f"  {name:18} {when:18} {rss:6.1f} {pss:8.1f}")
+                print(f"  {name:23} {when:14} {rss:6.1f} {pss:8.1f}")
         return 0
     finally:
-        for d in (sk, cd):
+        for d in reversed(daemons):
             d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
