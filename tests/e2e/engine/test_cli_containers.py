@@ -593,3 +593,32 @@ def test_wait_conditions(engine: Engine) -> None:
         assert engine.docker("wait", n).stdout.strip() == "2"
     finally:
         engine.docker("rm", "-f", n, check=False)
+
+
+def test_init_and_seccomp_profile(engine: Engine) -> None:
+    if not any(os.path.exists(p) for p in ("/usr/bin/docker-init", "/usr/bin/tini")):
+        pytest.skip("no docker-init or tini on this host for --init")
+    out = engine.docker("run", "--rm", "--init", "busybox", "cat", "/proc/1/cmdline").stdout
+    assert out.startswith("/sbin/docker-init\0")
+    profile = engine.base / f"{name()}.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+            }
+        )
+    )
+    res = engine.docker(
+        "run",
+        "--rm",
+        "--security-opt",
+        f"seccomp={profile}",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /x 2>/dev/null && echo made || echo blocked",
+    )
+    assert res.stdout == "blocked\n"
+    bad = engine.docker("run", "--rm", "--security-opt", "bogus=1", "busybox", "true", check=False)
+    assert bad.returncode != 0
