@@ -14,6 +14,7 @@ from pathlib import Path
 
 LEAN = {
     "skiff-runc": "skiff.runtime.cli",
+    "skiff": "skiff.cli.main",  # the CLI is stdlib-only too; its start-up is budgeted
     # the shim's bootstrap and the shim itself (forked from its template) use only the stdlib
     "skiff-shim": "skiff.shim.main",
     "containerd-shim-skiff-v1": "skiff.shim.main",
