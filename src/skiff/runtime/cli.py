@@ -123,6 +123,51 @@ FLAGS: dict[str, dict[str, Any]] = {
     "spec": {"bundle": _VALUE, "b": "bundle", "rootless": _BOOL},
 }
 ALIASES = {"ls": "list"}
+
+SUMMARIES = {
+    "checkpoint": "checkpoint a running container (not supported by skiff-runc)",
+    "restore": "restore a container from a previous checkpoint (not supported by skiff-runc)",
+    "create": "create a container",
+    "delete": "delete any resources held by the container often used with detached container",
+    "events": "display container events such as OOM notifications, cpu, memory, and IO usage "
+    "statistics",
+    "exec": "execute new process inside the container",
+    "features": "show the enabled features",
+    "kill": "kill sends the specified signal (default: SIGTERM) to the container's init process",
+    "list": "lists containers started by runc with the given root",
+    "pause": "pause suspends all processes inside the container",
+    "ps": "ps displays the processes running inside a container",
+    "resume": "resumes all processes that have been previously paused",
+    "run": "create and run a container",
+    "spec": "create a new specification file",
+    "start": "executes the user defined process in a created container",
+    "state": "output the state of a container",
+    "update": "update container resource constraints",
+}
+
+
+def command_help(cmd: str) -> str:
+    """urfave/cli's shape: NAME, then `<prog> <command> - <summary>`, USAGE, OPTIONS."""
+    lines = [
+        "NAME:",
+        f"   skiff-runc {cmd} - {SUMMARIES[cmd]}",
+        "",
+        "USAGE:",
+        f"   skiff-runc {cmd} [command options] <container-id>",
+        "",
+    ]
+    flags = FLAGS.get(cmd, {})
+    if flags:
+        lines.append("OPTIONS:")
+        for name, kind in flags.items():
+            if isinstance(kind, str):
+                continue
+            short = [k for k, v in flags.items() if v == name]
+            names = ", ".join([f"--{name}"] + [f"-{k}" for k in short])
+            lines.append(f"   {names}{' value' if kind != _BOOL else ''}")
+    return "\n".join(lines) + "\n"
+
+
 GLOBAL_FLAGS: dict[str, Any] = {
     "root": _VALUE,
     "log": _VALUE,
@@ -272,8 +317,13 @@ def main(argv: list[str] | None = None) -> int:
             "(use cgroupfs: drop --systemd-cgroup)"
         )
     cmd = ALIASES.get(rest[0], rest[0])
-    if cmd not in FLAGS:
+    if cmd not in FLAGS and cmd not in SUMMARIES:
         return log.fatal(f"No help topic for '{rest[0]}'")
+    if len(rest) > 1 and rest[1] in ("-h", "--help", "-help"):
+        sys.stdout.write(command_help(cmd))
+        return 0
+    if cmd not in FLAGS:
+        return log.fatal(f"{cmd} is not supported by skiff-runc")
     try:
         flags, rest = parse_flags(rest[1:], FLAGS[cmd])
     except UsageError as e:
@@ -519,6 +569,7 @@ def _exec(runtime: Any, flags: dict[str, Any], rest: list[str], preserve: int) -
             detach=bool(flags.get("detach")),
             preserve_fds=preserve,
             ignore_paused=bool(flags.get("ignore-paused")),
+            sub_cgroups=list(flags.get("cgroup", [])),
         )
     )
 

@@ -32,7 +32,7 @@ SIGNALS = {
 def parse_signal(text: str) -> int:
     if text.isdigit():
         number = int(text)
-        if not 0 < number < 65:
+        if not 0 <= number < 65:
             raise InvalidArgument(f"invalid signal: {text}")
         return number
     name = text.upper()
@@ -238,11 +238,9 @@ class Runtime:
 
     def kill(self, container_id: str, sig: int, all_processes: bool = False) -> None:
         container = st.Container.load(self.root, container_id)
-        container.check("kill")
         if all_processes:
+            # as runc: --all signals whatever the cgroup still holds, even after init is gone
             manager = container.cgroups()
-            if sig == signal.SIGKILL and manager.frozen():
-                pass
             for pid in manager.pids():
                 try:
                     os.kill(pid, sig)
@@ -251,6 +249,7 @@ class Runtime:
             if manager.frozen() and sig == signal.SIGKILL:
                 manager.thaw()
             return
+        container.check("kill")
         os.kill(container.pid, sig)
 
     def delete(self, container_id: str, force: bool = False) -> None:
@@ -377,6 +376,7 @@ class Runtime:
         detach: bool = False,
         preserve_fds: int = 0,
         ignore_paused: bool = False,
+        sub_cgroups: list[str] | None = None,
     ) -> int:
         from skiff.runtime import config as config_mod
         from skiff.runtime import process as proc
@@ -413,7 +413,27 @@ class Runtime:
                 detach=detach,
             )
             manager = container.cgroups()
-            b_pid, a_pid = proc.spawn_exec(job, proc.Channel(), manager.join)
+            targets = _exec_cgroups(manager, sub_cgroups or [])
+
+            def join(pid: int) -> None:
+                for path in targets:
+                    procs = os.path.join(path, "cgroup.procs")
+                    try:
+                        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+                    except OSError as e:
+                        raise FailedPrecondition(
+                            f"exec: adding pid {pid} to cgroups: {procs}: "
+                            f"{os.strerror(e.errno or 0).lower()}"
+                        )
+                    try:
+                        os.write(fd, str(pid).encode())
+                    finally:
+                        os.close(fd)
+                self.debug("child process in init()")
+
+            self.debug("nsexec container setup")
+            b_pid, a_pid = proc.spawn_exec(job, proc.Channel(), join)
+            self.debug("setns_init: about to exec")
         finally:
             if console_fd is not None:
                 os.close(console_fd)
@@ -509,6 +529,29 @@ def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
         if pid == wait_pid:
             code = os.waitstatus_to_exitcode(status)
             return code if code >= 0 else 128 - code
+
+
+def _exec_cgroups(manager: Manager, specs: list[str]) -> list[str]:
+    """The cgroup directories an exec'd process joins: the container's, or the
+    sub-cgroups `--cgroup [controllers:]path` names (runc's syntax)."""
+    controllers = manager.controllers()
+    sub: dict[str, str] = {}
+    for spec in specs:
+        names, sep, path = spec.rpartition(":")
+        wanted = names.split(",") if sep else controllers
+        clean = os.path.normpath("/" + path).lstrip("/")
+        if os.path.normpath(path).startswith(".."):
+            raise InvalidArgument(f"bad sub cgroup path: {path} is not a sub cgroup path")
+        for name in wanted:
+            key = "" if manager.unified and name in ("", "unified") else name
+            if key not in controllers:
+                raise InvalidArgument(f"unknown controller {name!r} in --cgroup {spec}")
+            sub[key] = clean
+    result = []
+    for c in controllers:
+        base = manager.dir(c)
+        result.append(os.path.join(base, sub[c]) if sub.get(c) else base)
+    return result
 
 
 def _host_root(spec: Spec) -> tuple[int, int]:

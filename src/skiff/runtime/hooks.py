@@ -20,11 +20,11 @@ class HookError(Exception):
 
 
 def run(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
-    for hook in hooks:
-        run_one(kind, hook, state)
+    for i, hook in enumerate(hooks):
+        run_one(kind, hook, state, i)
 
 
-def run_one(kind: str, hook: Hook, state: dict[str, Any]) -> None:
+def run_one(kind: str, hook: Hook, state: dict[str, Any], index: int = 0) -> None:
     path = hook["path"]
     args = hook.get("args") or [path]
     env = dict(e.split("=", 1) for e in hook.get("env", []))
@@ -58,7 +58,7 @@ def run_one(kind: str, hook: Hook, state: dict[str, Any]) -> None:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(err_r)
-            raise HookError(f"{kind} hook {path} timed out after {timeout}s")
+            raise HookError(f"error running {kind} hook #{index}: {path}: timeout after {timeout}s")
         time.sleep(0.001)
     stderr = b""
     try:
@@ -68,6 +68,11 @@ def run_one(kind: str, hook: Hook, state: dict[str, Any]) -> None:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         detail = stderr.decode(errors="replace").strip()
+        if code < 0:
+            why = f"signal: {(signal.strsignal(-code) or str(-code)).lower()}"
+        else:
+            why = f"exit status {code}"
         raise HookError(
-            f"{kind} hook {path} failed: exit status {code}" + (f": {detail}" if detail else "")
+            f"error running {kind} hook #{index}: {path}: {why}"
+            + (f", stderr: {detail}" if detail else "")
         )

@@ -89,6 +89,12 @@ _SYS_CAPGET = 125
 _SYS_CAPSET = 126
 _SYS_SETNS = 308
 _SYS_CLOSE_RANGE = 436
+_SYS_MOUNT_SETATTR = 442
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 _libc: ctypes.CDLL | None = None
@@ -162,6 +168,31 @@ def sethostname(name: str) -> None:
 def setdomainname(name: str) -> None:
     raw = name.encode()
     _check(libc().setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def mount_setattr_recursive(path: str, attr_set: int, attr_clr: int) -> None:
+    """Apply mount attributes to a whole mount tree (kernel 5.12+)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    res = libc().syscall(
+        _SYS_MOUNT_SETATTR,
+        ctypes.c_int(-100),  # AT_FDCWD
+        path.encode(),
+        ctypes.c_uint(AT_RECURSIVE),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
+    if res < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount_setattr {path}: {os.strerror(err)}")
 
 
 def close_range_cloexec(first: int) -> None:

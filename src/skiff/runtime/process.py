@@ -299,6 +299,8 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
     if hooks.get("createContainer"):
         from skiff.runtime import hooks as hooks_mod
 
+        os.chdir(job.rootfs)  # hooks see the rootfs as their working directory, as with runc
+
         hooks_mod.run(
             "createContainer",
             hooks["createContainer"],
@@ -351,6 +353,11 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
         os.write(fd, b"0")
         os.close(fd)
         os.close(fifo_fd)
+    if seccomp and nnp:
+        from skiff.runtime import seccomp as seccomp_mod
+
+        # before startContainer hooks: they run under the container's filter, as with runc
+        seccomp_mod.load(seccomp)
     if hooks.get("startContainer"):
         from skiff.runtime import hooks as hooks_mod
 
@@ -365,10 +372,6 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
                 "bundle": job.bundle,
             },
         )
-    if seccomp and nnp:
-        from skiff.runtime import seccomp as seccomp_mod
-
-        seccomp_mod.load(seccomp)
     _exec(path, process["args"], env)
 
 

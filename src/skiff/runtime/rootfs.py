@@ -92,6 +92,29 @@ _IGNORED = {
 
 MOUNT_OPTIONS = tuple(sorted(set(_FLAGS) | set(_PROPAGATION) | _IGNORED))
 
+# recursive options -> (set, clear) mount attributes for mount_setattr(AT_RECURSIVE)
+_RECURSIVE = {
+    "rro": (linux.MOUNT_ATTR_RDONLY, 0),
+    "rrw": (0, linux.MOUNT_ATTR_RDONLY),
+    "rnosuid": (linux.MOUNT_ATTR_NOSUID, 0),
+    "rsuid": (0, linux.MOUNT_ATTR_NOSUID),
+    "rnodev": (linux.MOUNT_ATTR_NODEV, 0),
+    "rdev": (0, linux.MOUNT_ATTR_NODEV),
+    "rnoexec": (linux.MOUNT_ATTR_NOEXEC, 0),
+    "rexec": (0, linux.MOUNT_ATTR_NOEXEC),
+}
+
+
+def recursive_attrs(options: list[str]) -> tuple[int, int]:
+    attr_set = attr_clr = 0
+    for opt in options:
+        if opt in _RECURSIVE:
+            add, clear = _RECURSIVE[opt]
+            attr_set = (attr_set | add) & ~clear
+            attr_clr = (attr_clr | clear) & ~add
+    return attr_set, attr_clr
+
+
 DEFAULT_DEVICES: list[Device] = [
     {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o666},
     {"path": "/dev/zero", "type": "c", "major": 1, "minor": 5, "fileMode": 0o666},
@@ -207,6 +230,15 @@ def mount_entry(ctx: Context, m: Mount) -> None:
     kind = m.get("type", "")
     source = m.get("source", "")
     flags, propagation, data = parse_options(m.get("options", []))
+    if kind in ("proc", "sysfs"):
+        raw = ctx.rootfs + "/" + m["destination"].strip("/")
+        if os.path.islink(raw):
+            raise OSError(
+                f"{m['destination']} cannot be mounted because it is a symlink: "
+                f"{kind} must be mounted on ordinary directory"
+            )
+    if os.path.normpath(m["destination"]) == "/dev" and flags & linux.MS_RDONLY:
+        flags &= ~linux.MS_RDONLY  # devices go in first; finalize() makes /dev read-only
     dest = secure_join(ctx.rootfs, m["destination"])
     if kind == "bind" or flags & linux.MS_BIND:
         if not os.path.isabs(source):
@@ -237,6 +269,9 @@ def mount_entry(ctx: Context, m: Mount) -> None:
                 raise
         if kind == "tmpfs" and flags & linux.MS_RDONLY:
             pass
+    attr_set, attr_clr = recursive_attrs(m.get("options", []))
+    if attr_set or attr_clr:
+        linux.mount_setattr_recursive(dest, attr_set, attr_clr)
     if propagation:
         linux.mount(None, dest, None, propagation)
 
@@ -319,6 +354,7 @@ def create_device(ctx: Context, d: Device) -> None:
 def pivot(rootfs: str, no_pivot: bool) -> None:
     os.chdir(rootfs)
     if no_pivot:
+        _hide_host_mounts(rootfs)
         linux.mount(rootfs, "/", None, linux.MS_MOVE)
         os.chroot(".")
         os.chdir("/")
@@ -330,8 +366,37 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
     os.chdir("/")
 
 
+def _hide_host_mounts(rootfs: str) -> None:
+    """Without pivot_root the host's mounts stay below the new root: detach them, so
+    that no fully visible /proc or /sys lets the container mount a fresh one."""
+    points: list[str] = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point != "/" and point != rootfs and not point.startswith(rootfs + "/"):
+                points.append(point)
+    for point in sorted(set(points), key=len, reverse=True):
+        if rootfs.startswith(point + "/"):
+            continue  # a parent of the rootfs
+        try:
+            linux.umount2(point, linux.MNT_DETACH)
+        except OSError:
+            try:
+                linux.mount("tmpfs", point, "tmpfs", linux.MS_RDONLY)
+            except OSError:
+                pass
+
+
 def finalize(spec: Spec) -> None:
-    """After pivot_root: root propagation, read-only root."""
+    """After pivot_root: root propagation, read-only /dev and root."""
+    for m in spec.get("mounts", []):
+        if os.path.normpath(m["destination"]) == "/dev" and "ro" in m.get("options", []):
+            linux.mount(
+                None,
+                "/dev",
+                None,
+                linux.MS_REMOUNT | linux.MS_RDONLY | parse_options(m.get("options", []))[0],
+            )
     propagation = spec.get("linux", {}).get("rootfsPropagation", "")
     if propagation in ("shared", "rshared", "unbindable", "runbindable"):
         linux.mount(None, "/", None, _PROPAGATION[propagation])
