@@ -1,73 +1,66 @@
 #!/bin/bash
-# `make run` / `make stop`: start what exists of the skiff stack, run a greeting container,
-# and say how to go on. Until skiffd lands (issue 5) the stack is the runtime alone:
-# skiff-runc runs containers from a bundle unpacked from the busybox test image.
+# `make run` / `make stop`: start the skiff stack in the background, greet from a container,
+# and say how to go on. The stack: skiffd (the engine, Docker's API on /run/skiff/skiff.sock)
+# with its managed skiff-containerd (the supervisor), a skiff-shim per container and skiff-runc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-RUNC="$REPO/.venv/bin/skiff-runc"
-ROOT=/run/skiff-runc
-BUNDLE="$REPO/build/run/busybox-bundle"
-DEMO=skiff-demo
+BIN="$REPO/.venv/bin"
+SOCK=/run/skiff/skiff.sock
+PIDFILE=/run/skiff/skiffd.pid
+LOG="$REPO/build/run/skiffd.log"
 
-bundle() {
-    rm -rf "$BUNDLE"
-    mkdir -p "$BUNDLE/rootfs"
-    "$REPO/.venv/bin/python" - "$REPO/build/images/busybox-oci" "$BUNDLE" <<'PY'
-import json, sys, tarfile
-from pathlib import Path
-layout, bundle = Path(sys.argv[1]), Path(sys.argv[2])
-blob = lambda d: layout / "blobs" / d.replace(":", "/")
-index = json.loads((layout / "index.json").read_text())
-manifest = json.loads(blob(index["manifests"][0]["digest"]).read_text())
-config = json.loads(blob(manifest["config"]["digest"]).read_text())
-for layer in manifest["layers"]:
-    with tarfile.open(blob(layer["digest"])) as tar:
-        tar.extractall(bundle / "rootfs")
-PY
-    (cd "$BUNDLE" && "$RUNC" spec)
-    "$REPO/.venv/bin/python" - "$BUNDLE/config.json" "$@" <<'PY'
-import json, sys
-path, args = sys.argv[1], sys.argv[2:]
-spec = json.load(open(path))
-spec["process"]["terminal"] = False
-spec["process"]["args"] = args
-spec["root"]["readonly"] = False
-spec["hostname"] = "skiff"
-json.dump(spec, open(path, "w"), indent=2)
-PY
+running() {
+    [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null
 }
 
 start() {
-    "$RUNC" --root "$ROOT" delete --force "$DEMO" >/dev/null 2>&1 || true
-    bundle sh -c 'echo "Hello from a skiff container: $(hostname), pid $$, $(uname -s) $(uname -r)"; exec sleep 86400'
-    # The greeting: a long-running container, detached, its output to a log file.
-    "$RUNC" --root "$ROOT" run --detach --bundle "$BUNDLE" "$DEMO" \
-        </dev/null >"$REPO/build/run/$DEMO.log" 2>&1
-    for _ in $(seq 50); do
-        [ -s "$REPO/build/run/$DEMO.log" ] && break
-        sleep 0.1
-    done
-    cat "$REPO/build/run/$DEMO.log"
+    mkdir -p "$REPO/build/run"
+    if running; then
+        echo "skiffd is already running (pid $(cat "$PIDFILE"))"
+    else
+        echo "starting skiffd (log: $LOG)"
+        setsid "$BIN/skiffd" -H "unix://$SOCK" --pidfile "$PIDFILE" \
+            </dev/null >>"$LOG" 2>&1 &
+        for _ in $(seq 100); do
+            "$BIN/skiff" -H "unix://$SOCK" version >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        if ! "$BIN/skiff" -H "unix://$SOCK" version >/dev/null 2>&1; then
+            echo "skiffd did not come up; its log:" >&2
+            tail -20 "$LOG" >&2
+            exit 1
+        fi
+    fi
+    export DOCKER_HOST="unix://$SOCK"
+    "$BIN/skiff" load -q -i "$REPO/build/images/busybox.tar"
+    "$BIN/skiff" run --rm --name skiff-greeting busybox \
+        sh -c 'echo "Hello from a skiff container: $(hostname), pid $$, $(uname -s) $(uname -r)"'
     cat <<MSG
 
-skiff is running the container '$DEMO' with its runtime, skiff-runc (state in $ROOT).
+skiff is running: skiffd on $SOCK, with its managed skiff-containerd,
+a skiff-shim per container and skiff-runc as the OCI runtime.
 Go on with:
-  sudo $RUNC --root $ROOT list
-  sudo $RUNC --root $ROOT exec $DEMO ps
-  sudo $RUNC --root $ROOT state $DEMO
-The engine (skiffd) and the CLI are not there yet; once they are, this target starts them
-and \`skiff ps\` or the docker CLI with DOCKER_HOST=unix:///run/skiff/skiff.sock work here.
-Stop it all with: make stop
+  export PATH=$BIN:\$PATH
+  skiff run -it busybox sh          # skiff talks to unix://$SOCK by default
+  skiff ps -a; skiff images
+  DOCKER_HOST=unix://$SOCK docker ps     # the docker CLI works too
+Stop it with: make stop (containers keep running; skiffd finds them again when restarted)
 MSG
 }
 
 stop() {
-    if [ -x "$RUNC" ]; then
-        "$RUNC" --root "$ROOT" delete --force "$DEMO" 2>/dev/null || true
+    if running; then
+        pid=$(cat "$PIDFILE")
+        kill -TERM "$pid"
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        echo "stopped skiffd (pid $pid) and its managed skiff-containerd"
+    else
+        echo "skiffd is not running"
     fi
-    rm -rf "$REPO/build/run"
-    echo "stopped: container '$DEMO' deleted"
 }
 
 case "${1:-}" in
