@@ -17,6 +17,8 @@ from skiff.errors import InvalidArgument
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from skiff.oci.runtime_spec import DeviceRule, Resources
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -259,10 +261,33 @@ class Manager:
             limit = pids["limit"]
             self._set("pids", "pids.max", "max" if limit <= 0 else str(limit))
         block = r.get("blockIO", {})
-        if block.get("weight"):
-            self._set("blkio", "blkio.weight", str(block["weight"]))
+        if block:
+            self._apply_blkio_v1(block)
         if "devices" in r:
             self._apply_devices_v1(r.get("devices", []))
+
+    def _apply_blkio_v1(self, block: dict[str, Any]) -> None:
+        base = self.dir("blkio")
+        # CFQ's files where the kernel has them, else BFQ's (recent kernels)
+        bfq = not os.path.exists(os.path.join(base, "blkio.weight"))
+        if block.get("weight"):
+            name = "blkio.bfq.weight" if bfq else "blkio.weight"
+            self._set("blkio", name, str(block["weight"]))
+        if block.get("leafWeight") and not bfq:
+            self._set("blkio", "blkio.leaf_weight", str(block["leafWeight"]))
+        for dev in block.get("weightDevice", []):
+            if dev.get("weight"):
+                name = "blkio.bfq.weight_device" if bfq else "blkio.weight_device"
+                self._set("blkio", name, f"{dev['major']}:{dev['minor']} {dev['weight']}")
+        throttles = (
+            ("throttleReadBpsDevice", "blkio.throttle.read_bps_device"),
+            ("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
+            ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),
+            ("throttleWriteIOPSDevice", "blkio.throttle.write_iops_device"),
+        )
+        for key, name in throttles:
+            for dev in block.get(key, []):
+                self._set("blkio", name, f"{dev['major']}:{dev['minor']} {dev['rate']}")
 
     def _apply_devices_v1(self, rules: list[DeviceRule]) -> None:
         if "devices" not in self.paths:
@@ -319,6 +344,21 @@ class Manager:
         if pids and pids.get("limit") is not None:
             limit = pids["limit"]
             self._set("", "pids.max", "max" if limit <= 0 else str(limit))
+        block = r.get("blockIO", {})
+        if block.get("weight"):
+            self._set("", "io.bfq.weight", f"default {block['weight']}")
+        for dev in block.get("weightDevice", []):
+            if dev.get("weight"):
+                self._set("", "io.bfq.weight", f"{dev['major']}:{dev['minor']} {dev['weight']}")
+        limits = (
+            ("throttleReadBpsDevice", "rbps"),
+            ("throttleWriteBpsDevice", "wbps"),
+            ("throttleReadIOPSDevice", "riops"),
+            ("throttleWriteIOPSDevice", "wiops"),
+        )
+        for key, field in limits:
+            for dev in block.get(key, []):
+                self._set("", "io.max", f"{dev['major']}:{dev['minor']} {field}={dev['rate']}")
         for key, value in r.get("unified", {}).items():
             if "/" in key:
                 raise InvalidArgument(f"invalid unified resource {key}")
