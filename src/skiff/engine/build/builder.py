@@ -182,19 +182,13 @@ class Builder:
 
     def build(self, ctx: Context, opts: BuildOptions, out: Output) -> BuildResult:
         run = _Run(self, ctx, opts, out)
-        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
-        lease = self.client.create_lease(
-            f"skiff-build-{secrets.token_hex(8)}", {"containerd.io/gc.expire": expire}
-        )
         try:
-            run.client = self.client.with_lease(lease.id)
-            run.store = RemoteContentStore(run.client)
             return run.execute()
         finally:
             # the records that hold what the build made exist by now; the lease can go
             # after the answer (a GC may run on delete), and expires by itself anyway
             threading.Thread(
-                target=_delete_lease, args=(self.client, lease.id, run.touched), daemon=True
+                target=_delete_lease, args=(self.client, run.lease_id, run.touched), daemon=True
             ).start()
 
 
@@ -206,8 +200,9 @@ class _Run:
         self.ctx = ctx
         self.opts = opts
         self.out = out
-        self.client = b.client
-        self.store = RemoteContentStore(b.client)
+        self.lease_id = ""
+        self._leased: Client | None = None
+        self._content: RemoteContentStore | None = None
         self.step = 0
         self.platform = plat.Platform.parse(opts.platform) if opts.platform else plat.host()
         epoch = opts.build_args.get("SOURCE_DATE_EPOCH")
@@ -216,6 +211,27 @@ class _Run:
         self.touched: list[tuple[BuildCache, Entry]] = []
         self.manifests: dict[str, tuple[Digest, int]] = {}  # image id -> manifest
         self.cache_from = self._load_cache_from()
+
+    # -- the supervisor ---------------------------------------------------------------
+
+    @property
+    def client(self) -> Client:
+        """The supervisor under this build's lease, made on first use: a build
+        served from the cache writes nothing and needs none (reads use self.b.client)."""
+        if self._leased is None:
+            expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+            lease = self.b.client.create_lease(
+                f"skiff-build-{secrets.token_hex(8)}", {"containerd.io/gc.expire": expire}
+            )
+            self.lease_id = lease.id
+            self._leased = self.b.client.with_lease(lease.id)
+        return self._leased
+
+    @property
+    def store(self) -> RemoteContentStore:
+        if self._content is None:
+            self._content = RemoteContentStore(self.client)
+        return self._content
 
     # -- output ---------------------------------------------------------------------
 
@@ -362,11 +378,11 @@ class _Run:
     def _get_image(self, ref: str, want: plat.Platform) -> cimages.ResolvedImage:
         """The image record (one call), its manifest and config remembered by
         target digest: content under a digest never changes."""
-        record = self.client.get_image(ref)
+        record = self.b.client.get_image(ref)
         key = (str(record.target.digest), str(want))
         image = self.b.resolved.get(key)
         if image is None or image.name != record.name:
-            image = cimages.resolve(self.client, record.name, record.target, want)
+            image = cimages.resolve(self.b.client, record.name, record.target, want)
             if len(self.b.resolved) > 64:
                 self.b.resolved.clear()
             self.b.resolved[key] = image
@@ -377,7 +393,7 @@ class _Run:
         key = str(digest)
         data = self.b.blobs.get(key)
         if data is None:
-            data = self.store.read_all(Digest(key))
+            data = RemoteContentStore(self.b.client).read_all(Digest(key))
             if len(self.b.blobs) > 256:
                 self.b.blobs.clear()
             self.b.blobs[key] = data
@@ -1210,7 +1226,7 @@ class _Run:
         if chain_id in verified:
             return True
         try:
-            self.client.stat_snapshot(self.b.snapshotter, chain_id)
+            self.b.client.stat_snapshot(self.b.snapshotter, chain_id)
         except NotFound:
             return False
         verified.add(chain_id)
@@ -1287,12 +1303,12 @@ class _Run:
         for name, familiar in names:
             # a rebuild mostly moves an existing tag: try that first (one call)
             try:
-                self.client.update_image(name, target, labels)
+                self.b.client.update_image(name, target, labels)
             except NotFound:
                 try:
-                    self.client.create_image(name, target, labels)
+                    self.b.client.create_image(name, target, labels)
                 except AlreadyExists:
-                    self.client.update_image(name, target, labels)
+                    self.b.client.update_image(name, target, labels)
             if familiar:
                 shown.append(familiar)
         return shown
@@ -1379,8 +1395,9 @@ def _delete_lease(client: Client, lease: str, touched: list[tuple[BuildCache, En
     for cache, entry in touched:
         with contextlib.suppress(OSError):
             cache.touch(entry)
-    with contextlib.suppress(Exception):  # the daemon may be closing its channel
-        client.delete_lease(lease)
+    if lease:
+        with contextlib.suppress(Exception):  # the daemon may be closing its channel
+            client.delete_lease(lease)
 
 
 def lambda_desc(kw: str, text: str) -> str:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -21,6 +23,8 @@ from skiff.engine.build.cache import BuildCache
 from skiff.engine.build.context import Context
 from skiff.errors import NotFound, SkiffError, Unavailable
 from skiff.oci.platform import Platform
+
+log = logging.getLogger("skiffd.build")
 
 # the runtime the engine's containers use (our shim); tests may override it
 DEFAULT_RUNTIME = "io.containerd.skiff.v1"
@@ -92,12 +96,20 @@ class BuildService:
         def emit(msg: dict[str, Any] | None) -> None:
             loop.call_soon_threadsafe(messages.put_nowait, msg)
 
+        t0 = time.monotonic()
+
         def run() -> None:
             try:
                 ctx = Context.from_tar(feed, tmp)  # type: ignore[arg-type]
                 feed.close()
+                t1 = time.monotonic()
                 with ctx:
                     self.builder(loop).build(ctx, opts, emit)
+                log.debug(
+                    "build: context in %.1f ms, steps in %.1f ms",
+                    (t1 - t0) * 1000,
+                    (time.monotonic() - t1) * 1000,
+                )
             except SkiffError as e:
                 emit({"errorDetail": {"message": str(e)}, "error": str(e)})
             except Exception as e:  # a fault: still end the stream with Docker's error shape
