@@ -215,7 +215,10 @@ class ContentStore:
         while True:
             if exp is not None and self.exists(exp):
                 raise AlreadyExists(f"content {exp}: already exists")
-            os.makedirs(path, exist_ok=True)
+            # not makedirs(exist_ok=True): it fails if the directory is
+            # renamed away between its mkdir and its isdir check
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path)
             try:
                 lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             except FileNotFoundError:
