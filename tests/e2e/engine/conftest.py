@@ -26,7 +26,11 @@ def _engine() -> Iterator[Engine]:
     base = new_base()
     eng = Engine(base)
     try:
-        eng.start_containerd()
+        # ENGINE_SUPERVISOR=skiff: skiffd over its own managed skiff-containerd
+        if os.environ.get("ENGINE_SUPERVISOR") == "skiff":
+            eng.start_holder()
+        else:
+            eng.start_containerd()
         eng.start_skiffd()
         load_busybox(eng)
         yield eng

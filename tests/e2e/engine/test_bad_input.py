@@ -73,6 +73,8 @@ def message(body: bytes) -> str:
             400,
         ),
         (b'{"Image": "no-such-image-x:1", "Cmd": ["true"]}', 404),
+        (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"SecurityOpt": ["bogus=1"]}}', 400),
+        (b'{"Image": "busybox", "Cmd": ["true"], "HostConfig": {"CapAdd": ["NOPE"]}}', 400),
         (b'{"Image": "UPPER/Case::bad", "Cmd": ["true"]}', 400),
         (
             b'{"Image": "busybox", "Cmd": ["true"], "Unknown": {"x": 1}, "HostConfig": {"Bogus": 1}}',

@@ -31,7 +31,15 @@ from skiff.engine.containers.model import (
     new_state,
     random_name,
 )
-from skiff.engine.containers.spec import DEFAULT_PATH, build_spec, parse_signal, resources
+from skiff.engine.containers.spec import (
+    DEFAULT_PATH,
+    RLIMITS,
+    build_spec,
+    capabilities,
+    parse_signal,
+    resources,
+    seccomp_from_profile,
+)
 from skiff.engine.containers.stdio import ProcessStdio
 from skiff.engine.containers.supervisor_api import Exit, SupervisorAPI
 from skiff.errors import Conflict, InvalidArgument, NotFound, SkiffError
@@ -597,7 +605,13 @@ class ContainerService:
             task = self.restart_tasks.pop(c.id, None)
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-            await self._start_locked(c)
+            try:
+                await self._start_locked(c)
+            except BaseException:
+                if c.host.get("AutoRemove"):
+                    # as dockerd: `run --rm` waits for the removal even when the start fails
+                    asyncio.get_running_loop().create_task(self._remove_quietly(c.id))
+                raise
 
     async def _start_locked(self, c: Container) -> None:
         sup = self.sup()
@@ -878,10 +892,10 @@ class ContainerService:
         signum = parse_signal(sig or "SIGKILL", signal.SIGKILL)
         if not c.running:
             raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
-        if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT):
-            # an explicit kill is not a crash: restart policies do not bring it back
-            # (Docker restarts "always" containers after kill; it marks only stop)
-            pass
+        if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            # a container the user killed is not brought back by its restart policy
+            c.manually_stopped = True
+            c.save()
         waiter = self._exit_future(c.id) if signum == signal.SIGKILL else None
         try:
             await self.sup().kill(c.id, signum, all=signum == signal.SIGKILL)
@@ -1047,6 +1061,10 @@ class ContainerService:
         for fut in self.remove_waiters.pop(c.id, []) + self.exit_waiters.pop(c.id, []):
             if not fut.done():
                 fut.set_result(code)
+
+    async def _remove_quietly(self, cid: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.remove(cid, force=True, volumes=True)
 
     async def rename(self, ref: str, new: str) -> None:
         c = self.get(ref)
@@ -1327,6 +1345,17 @@ def validate_host_config(host: dict[str, Any]) -> list[str]:
             hp = str((b or {}).get("HostPort") or "")
             if hp and not all(p.isdigit() for p in hp.split("-")):
                 raise InvalidArgument(f'invalid port specification: "{hp}"')
+    # what the spec would refuse at start is refused now, as dockerd does at create
+    capabilities(bool(host.get("Privileged")), host.get("CapAdd"), host.get("CapDrop"))
+    for opt in host.get("SecurityOpt") or []:
+        key = str(opt).split("=", 1)[0].split(":", 1)[0]
+        if key not in ("no-new-privileges", "seccomp", "apparmor", "label"):
+            raise InvalidArgument(f"invalid --security-opt 1: {opt!r}")
+        if key == "seccomp" and "=" in opt and opt.split("=", 1)[1] != "unconfined":
+            seccomp_from_profile(opt.split("=", 1)[1])
+    for u in host.get("Ulimits") or []:
+        if str((u or {}).get("Name", "")).lower() not in RLIMITS:
+            raise InvalidArgument(f"invalid ulimit type: {(u or {}).get('Name')}")
     if host.get("PortBindings"):
         warnings.append("published ports are recorded but not forwarded yet (no bridge networking)")
     return warnings
