@@ -410,6 +410,11 @@ def test_context_escapes_refused(stack: Stack, tmp_path: Path) -> None:
         assert r.returncode != 0, (source, r.stdout)
         assert "top secret" not in r.stdout
         assert "file not found in build context" in r.stderr + r.stdout, (source, r.stderr)
+    # an archive that ADD would unpack may not climb out of its destination
+    (ctx / "evil.tar").write_bytes(tar_bytes({"../../etc/evil": b"pwned\n"}))
+    (ctx / "Dockerfile").write_text("FROM busybox\nADD evil.tar /dest/\n")
+    r = stack.docker("build", str(ctx), check=False)
+    assert r.returncode != 0 and "escapes /dest" in r.stderr + r.stdout, r.stdout + r.stderr
     # a context tar whose names climb out is refused before anything runs
     docker_py = pytest.importorskip("docker", reason="docker-py is not installed")
     hostile = io.BytesIO()
