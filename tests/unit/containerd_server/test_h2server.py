@@ -242,3 +242,20 @@ def test_daemon_does_not_load_grpcio() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_many_long_calls_on_one_connection(served: tuple[str, Fake]) -> None:
+    """dockerd keeps a Wait open per running container on one connection;
+    HTTP/2's stream limit must not cap that at h2's default of 100."""
+    path, _ = served
+    with _channel(path) as ch:
+        stub = erpc.EventsStub(ch)
+        started = time.monotonic()
+        calls = [stub.Subscribe(epb.SubscribeRequest(), timeout=30) for _ in range(150)]
+        try:
+            for call in calls:
+                assert next(call).topic == "/tick"
+            assert time.monotonic() - started < 15
+        finally:
+            for call in calls:
+                call.cancel()

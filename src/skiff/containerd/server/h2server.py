@@ -50,6 +50,7 @@ log = logging.getLogger("skiff.containerd.server.h2")
 # What we let a client send ahead of our reading (per stream and for the
 # connection): big enough that a content Write of 1 MiB chunks streams.
 _WINDOW = 4 << 20
+_MAX_STREAMS = 1 << 20
 _END = object()
 # headers a client sends that are not gRPC metadata
 _RESERVED = {"te", "content-type", "user-agent", "grpc-timeout", "grpc-encoding"}
@@ -248,7 +249,15 @@ class _Connection:
     def serve(self) -> None:
         with self.lock:
             self.h2.initiate_connection()
-            self.h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW})
+            self.h2.update_settings(
+                {
+                    h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _WINDOW,
+                    # h2 allows 100 streams; dockerd keeps a Wait open per
+                    # running container on one connection (grpc-go's server
+                    # has no limit either)
+                    h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: _MAX_STREAMS,
+                }
+            )
             self.h2.increment_flow_control_window(_WINDOW)
             self._flush()
         try:
