@@ -53,3 +53,21 @@ def test_containers_over_skiff_containerd_survive_skiffd(managed_engine: Engine)
         "inspect", "-f", "{{.State.Status}} {{.State.Pid}}", "stay"
     ).stdout.split() == ["running", str(pid)]
     eng.docker("rm", "-f", "stay")
+
+
+def test_supervisor_killed_and_restarted_under_skiffd(managed_engine: Engine) -> None:
+    eng = managed_engine
+    eng.docker("run", "-d", "--name", "outlive", "busybox", "sh", "-c", "sleep 3; exit 5")
+    sup = supervisor_pid(eng)
+    os.kill(sup, 9)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        new = supervisor_pid(eng)
+        if new and new != sup:
+            break
+        time.sleep(0.1)
+    assert supervisor_pid(eng) not in (0, sup), "skiffd did not restart its supervisor"
+    # the exit that happens after the reconnect still reaches skiffd
+    assert eng.docker("wait", "outlive", timeout=30).stdout.strip() == "5"
+    assert eng.docker("run", "--rm", "busybox", "echo", "again", timeout=30).stdout == "again\n"
+    eng.docker("rm", "-f", "outlive")
