@@ -259,3 +259,26 @@ def test_many_long_calls_on_one_connection(served: tuple[str, Fake]) -> None:
         finally:
             for call in calls:
                 call.cancel()
+
+
+def test_gzip_requests(tmp_path: Path) -> None:
+    """Compressed requests are read; one that inflates past the limit is
+    refused, not inflated."""
+    path = str(tmp_path / "g.sock")
+    server = H2Server(4, 64 << 10, 1 << 20)
+    server.add_service(cpb.DESCRIPTOR.services_by_name["Content"], Fake())
+    server.add_insecure_port("unix:" + path)
+    server.start()
+    try:
+        with grpc.insecure_channel("unix:" + path, compression=grpc.Compression.Gzip) as ch:
+            ok = [cpb.WriteContentRequest(data=b"y" * 1000)]
+            out = list(crpc.ContentStub(ch).Write(iter(ok), timeout=5))
+            assert out[0].offset == 1000
+            bomb = [cpb.WriteContentRequest(data=b"\0" * (1 << 20))]  # ~1 kB compressed
+            with pytest.raises(grpc.RpcError) as info:
+                list(crpc.ContentStub(ch).Write(iter(bomb), timeout=5))
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # refused after inflating a bounded amount, not by its (small) length
+            assert "decompressed" in str(info.value.details())
+    finally:
+        server.stop(0).wait(5)

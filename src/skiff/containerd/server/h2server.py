@@ -138,7 +138,15 @@ class _Call:
                     )
                     self.inbox.put(_END)
                     return
-                message = zlib.decompress(message, 16 + zlib.MAX_WBITS)
+                # bounded: a small gzip message must not inflate past the limit
+                inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                message = inflate.decompress(message, self.conn.server.max_recv + 1)
+                if len(message) > self.conn.server.max_recv or inflate.unconsumed_tail:
+                    self.error = RpcStatus(
+                        RESOURCE_EXHAUSTED, "grpc: decompressed message larger than max"
+                    )
+                    self.inbox.put(_END)
+                    return
             self.inbox.put(message)
 
     # -- the handler's side (its own thread) ----------------------------------------
