@@ -289,7 +289,7 @@ def test_corpus_runs(corpus: tuple[Stack, str, str, Path]) -> None:
     got = facts(stack, "corpus/all:1", script)
     assert got["/owned-names.txt"] == "1500:2000 644"
     assert got["/owned-ids.txt"] == "1234:5678 644"
-    assert got["/owned-user.txt"] == "1500:2000 644"  # the user's primary group
+    assert got["/owned-user.txt"] == "1500:1500 644"  # no group "appuser": gid = uid
     assert got["/usr/local/bin/script.sh"] == "0:0 750"
     assert got["id"] == "1500:2000" and got["pwd"] == "/app/sub"
     assert got["platform"] == "amd64 linux/amd64 linux/amd64"

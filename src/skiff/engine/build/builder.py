@@ -1636,8 +1636,19 @@ def _lookup_ids(
         for fields in _read_db(root(), "/etc/passwd"):
             if len(fields) >= 4 and fields[0] == user:
                 uid = int(fields[2])
-                if not group:
+                if not group and for_user:
                     gid = int(fields[3])
+                elif not group:
+                    # COPY --chown=name: the group of that name (dockerd's classic
+                    # builder), else the numeric uid (the Dockerfile reference)
+                    gid = next(
+                        (
+                            int(g[2])
+                            for g in _read_db(root(), "/etc/group")
+                            if len(g) >= 3 and g[0] == user
+                        ),
+                        uid,
+                    )
                 break
         else:
             if for_user:
