@@ -622,3 +622,34 @@ def test_init_and_seccomp_profile(engine: Engine) -> None:
     assert res.stdout == "blocked\n"
     bad = engine.docker("run", "--rm", "--security-opt", "bogus=1", "busybox", "true", check=False)
     assert bad.returncode != 0
+
+
+def test_logs_since_until_and_streams(engine: Engine) -> None:
+    n = name()
+    engine.docker(
+        "run",
+        "--name",
+        n,
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; echo early-err >&2; sleep 1.2; echo late",
+    )
+    try:
+        stamped = engine.docker("logs", "-t", n).stdout.splitlines()
+        assert [x.split(" ", 1)[1] for x in stamped] == ["early", "late"]
+        late_ts = stamped[1].split(" ", 1)[0]
+        early_ts = stamped[0].split(" ", 1)[0]
+        assert engine.docker("logs", "--since", late_ts, n).stdout == "late\n"
+        assert engine.docker("logs", "--until", early_ts, n).stdout == "early\n"
+        res = engine.docker("logs", n)
+        assert res.stdout == "early\nlate\n" and res.stderr == "early-err\n"
+        tty = name()
+        engine.docker("run", "-t", "--name", tty, "busybox", "echo", "raw")
+        try:
+            # raw (no stdcopy frames); runc-style runtimes clear ONLCR on the console
+            assert engine.docker("logs", tty).stdout in ("raw\n", "raw\r\n")
+        finally:
+            engine.docker("rm", "-f", tty, check=False)
+    finally:
+        engine.docker("rm", "-f", n, check=False)

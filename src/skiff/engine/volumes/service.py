@@ -161,7 +161,7 @@ class VolumeService:
                 continue
             if not everything and not vol.meta.get("Anonymous"):
                 continue
-            space += _du(vol.path)
+            space += _du(vol.mountpoint)
             self.remove(vol.name)
             removed.append(vol.name)
         return removed, space
@@ -174,7 +174,7 @@ class VolumeService:
         for vol in self.volumes.values():
             info = vol.inspect()
             info["UsageData"] = {
-                "Size": _du(vol.path),
+                "Size": _du(vol.mountpoint),
                 "RefCount": len(self.users.get(vol.name, ())),
             }
             vols.append(info)
