@@ -256,3 +256,66 @@ def test_both_grpc_servers(server: str) -> None:
             events.wait()
         sup.cleanup()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_skiff_ctr_against_skiff_containerd(supervisor: Supervisor) -> None:
+    """Our client on our server: the Write stream (import), Read (content
+    get), Subscribe (events), unary calls and tasks, through skiff-ctr."""
+
+    def skiff_ctr(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [str(DAEMON.parent / "skiff-ctr"), "-a", supervisor.address, *args]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} -> {p.returncode}: {p.stderr}")
+        return p
+
+    events = subprocess.Popen(
+        [str(DAEMON.parent / "skiff-ctr"), "-a", supervisor.address, "events"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        skiff_ctr("images", "import", str(IMAGE_TAR))
+        assert skiff_ctr("images", "ls", "-q").stdout.split() == [IMAGE]
+        digests = skiff_ctr("content", "ls", "-q").stdout.split()
+        assert len(digests) == 3
+        for digest in digests:
+            blob = subprocess.run(
+                [
+                    str(DAEMON.parent / "skiff-ctr"),
+                    "-a",
+                    supervisor.address,
+                    "content",
+                    "get",
+                    digest,
+                ],
+                capture_output=True,
+                check=True,
+            ).stdout
+            assert "sha256:" + hashlib.sha256(blob).hexdigest() == digest
+        fifo = ["--fifo-dir", str(supervisor.fifo)]
+        for runtime in ("io.containerd.runc.v2", "io.containerd.skiff.v1"):
+            p = skiff_ctr(
+                "run", "--rm", *fifo, "--runtime", runtime, IMAGE, "sc1",
+                "sh", "-c", "echo out; exit 6", check=False,
+            )  # fmt: skip
+            assert (p.returncode, p.stdout) == (6, "out\n"), p.stderr
+        skiff_ctr("run", "-d", *fifo, IMAGE, "sc2", "sleep", "300")
+        assert "RUNNING" in skiff_ctr("tasks", "ls").stdout
+        p = skiff_ctr(
+            "tasks", "exec", *fifo, "--exec-id", "e1", "sc2", "sh", "-c", "exit 2", check=False
+        )
+        assert p.returncode == 2, p.stderr
+        skiff_ctr("tasks", "kill", "-s", "SIGKILL", "sc2")
+        deadline = time.monotonic() + 10
+        while "STOPPED" not in skiff_ctr("tasks", "ls").stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        skiff_ctr("tasks", "rm", "sc2")
+        skiff_ctr("containers", "rm", "sc2")
+        time.sleep(0.5)
+    finally:
+        events.terminate()
+        seen = events.communicate(timeout=10)[0]
+    for topic in ("/images/create", "/tasks/exit", "/tasks/exec-started", "/containers/delete"):
+        assert topic in seen, (topic, seen)
