@@ -168,8 +168,8 @@ def register(router: Router, daemon: Daemon) -> None:
         fut = svc.wait_future(request.params["id"], condition)
 
         async def chunks() -> AsyncIterator[bytes]:
-            # the status line goes out now (the CLI waits for it before starting)
-            yield b" " if False else b""
+            # the response head has gone out before this runs: `docker run` waits for it
+            # before it starts the container
             code = await fut
             yield (json.dumps({"StatusCode": code, "Error": None}) + "\n").encode()
 
@@ -633,6 +633,8 @@ async def attach_session(
     detach_task = asyncio.get_running_loop().create_task(detached.wait())
     try:
         await asyncio.wait({out_task, detach_task}, return_when=asyncio.FIRST_COMPLETED)
+        if out_task.done() and not out_task.cancelled():
+            out_task.exception()  # a client gone away: nothing to report
         if detached.is_set():
             svc.events.emit("container", "detach", c.id, svc.attrs(c))
     except (ConnectionError, OSError):
