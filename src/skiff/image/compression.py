@@ -4,7 +4,7 @@ by their magic bytes) and gzip compression for layers we write. Image layer.
 `decoded_chunks` is the fast path that layer apply uses: each chunk is
 handed on as it is decoded, input is read into one reused buffer, and
 gzip's CRC-32 may be left unchecked where the caller verifies the blob by
-digest anyway (the CRC costs as much CPU as a sha256 pass here).
+digest anyway (the CRC costs almost as much CPU as a sha256 pass here).
 `decompressed` wraps it in a `read(n)` object for everyone else.
 """
 
