@@ -72,8 +72,8 @@ def register(router: Router, daemon: Daemon) -> None:
         messages = await builds.build(request.body.__aiter__(), opts)
 
         async def chunks() -> AsyncIterator[bytes]:
-            async for msg in messages:
-                yield (json.dumps(msg) + "\r\n").encode()
+            async for batch in messages:
+                yield "".join(json.dumps(msg) + "\r\n" for msg in batch).encode()
 
         return StreamResponse(chunks())
 

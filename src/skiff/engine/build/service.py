@@ -85,9 +85,10 @@ class BuildService:
 
     async def build(
         self, body: AsyncIterator[bytes], opts: BuildOptions
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncIterator[list[dict[str, Any]]]:
         """Start a build whose context is `body` (read here, while a worker
-        thread unpacks it as it arrives); returns its messages (stream/aux/error)."""
+        thread unpacks it as it arrives); returns its messages (stream/aux/error),
+        in batches of what was ready together."""
         loop = asyncio.get_running_loop()
         messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         feed = BodyFeed()
@@ -127,9 +128,18 @@ class BuildService:
         finally:
             feed.end()
 
-        async def stream() -> AsyncIterator[dict[str, Any]]:
-            while (msg := await messages.get()) is not None:
-                yield msg
+        async def stream() -> AsyncIterator[list[dict[str, Any]]]:
+            # what has queued up goes out together: one chunk and one write, not one per line
+            while True:
+                batch = [await messages.get()]
+                while not messages.empty() and batch[-1] is not None:
+                    batch.append(messages.get_nowait())
+                done = batch[-1] is None
+                ready = [m for m in batch if m is not None]
+                if ready:
+                    yield ready
+                if done:
+                    return
 
         return stream()
 
