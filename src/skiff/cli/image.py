@@ -349,7 +349,14 @@ def cmd_inspect(cli: Cli, argv: list[str]) -> int:
     return inspect_objects(cli, argv, "image")
 
 
+def cmd_build(cli: Cli, argv: list[str]) -> int:
+    from skiff.cli.build import cmd_build as build
+
+    return build(cli, argv)
+
+
 VERBS: dict[str, Command] = {
+    "build": cmd_build,
     "ls": cmd_images,
     "list": cmd_images,
     "images": cmd_images,

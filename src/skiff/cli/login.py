@@ -42,6 +42,16 @@ def credentials(cli: Cli, registry: str) -> dict[str, Any] | None:
     return out
 
 
+def all_credentials(cli: Cli) -> dict[str, Any]:
+    """Every stored login, keyed by registry, for X-Registry-Config (build's FROM pulls)."""
+    out: dict[str, Any] = {}
+    for key in cli.config.data.get("auths") or {}:
+        cred = credentials(cli, key)
+        if cred:
+            out[key] = cred
+    return out
+
+
 def cmd_login(cli: Cli, argv: list[str]) -> int:
     p = parser("login", usage="skiff login [OPTIONS] [SERVER]")
     p.add_argument("-u", "--username")

@@ -27,6 +27,7 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "info": ("system", "info"),
     "version": ("system", "version"),
     "events": ("system", "events"),
+    "build": ("build", "build"),
     "login": ("login", "login"),
     "logout": ("login", "logout"),
 }
@@ -40,6 +41,7 @@ Common Commands:
   run         Create and run a new container from an image
   exec        Execute a command in a running container
   ps          List containers
+  build       Build an image from a Dockerfile
   pull        Download an image from a registry
   push        Upload an image to a registry
   images      List images

@@ -26,13 +26,13 @@ def progress_bar(detail: dict[str, Any], width: int = 50) -> str:
     if current <= 0 and total <= 0:
         return ""
     if total <= 0:
-        return f"{human_size(current):>8}"
+        return f"{human_size(current, 4):>8}"
     pct = min(int(current / total * 100) // 2, 50)
     if current < total:
         bar = "[" + "=" * pct + ">" + " " * max(width - pct, 0) + "] "
     else:
         bar = "[" + "=" * pct + "] "
-    return bar + f"{human_size(current):>8}/{human_size(total)}"
+    return bar + f"{human_size(current, 4):>8}/{human_size(total, 4)}"
 
 
 def display(messages: Iterable[dict[str, Any]], out: TextIO, tty: bool) -> dict[str, Any]:

@@ -162,10 +162,20 @@ class Client:
             else:
                 hdrs["Transfer-Encoding"] = "chunked"
                 stream.send(request_bytes(method, target, hdrs, None))
-                for chunk in iter_body(body):
-                    if chunk:
-                        stream.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-                stream.send(b"0\r\n\r\n")
+                try:
+                    for chunk in iter_body(body):
+                        if chunk:
+                            stream.send(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                    stream.send(b"0\r\n\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    # a daemon may answer (say, 400 for a bad option) and close before
+                    # reading the whole body: its answer is worth more than the EPIPE
+                    try:
+                        early = Response(stream, method)
+                        early.reusable = False
+                        return early
+                    except (OSError, ValueError):
+                        raise ConnectionError("the daemon closed the connection") from None
             return Response(stream, method)
         except (ConnectionError, BrokenPipeError) as e:
             stream.close()
@@ -520,6 +530,48 @@ class Client:
     def prune_networks(self, filters: dict[str, list[str]] | None = None) -> JSON:
         result: JSON = self.call("POST", "/networks/prune", {"filters": filters_param(filters)})
         return result
+
+    def create_network(self, config: JSON) -> JSON:
+        result: JSON = self.call("POST", "/networks/create", json_body=config)
+        return result
+
+    def remove_network(self, name: str) -> None:
+        self.call("DELETE", f"/networks/{quote_path(name)}")
+
+    def connect_network(self, network: str, container: str,
+                        endpoint: JSON | None = None) -> None:  # fmt: skip
+        body: JSON = {"Container": container}
+        if endpoint:
+            body["EndpointConfig"] = endpoint
+        self.call("POST", f"/networks/{quote_path(network)}/connect", json_body=body)
+
+    def disconnect_network(self, network: str, container: str, force: bool = False) -> None:
+        body = {"Container": container, "Force": force}
+        self.call("POST", f"/networks/{quote_path(network)}/disconnect", json_body=body)
+
+    # -- builds ----------------------------------------------------------
+
+    def build(self, context: Body, params: dict[str, Any],
+              registry_config: JSON | None = None) -> Iterator[JSON]:  # fmt: skip
+        """POST /build with a tar context; the daemon's JSON messages as they come.
+
+        params are the query (t may be a list: one `t=` each); registry_config
+        maps registries to credentials (X-Registry-Config) for FROM pulls.
+        """
+        hdrs = {"Content-Type": "application/x-tar"}
+        if registry_config:
+            import base64
+
+            raw = json.dumps(registry_config).encode()
+            hdrs["X-Registry-Config"] = base64.urlsafe_b64encode(raw).decode()
+        multi = {k: v for k, v in params.items() if isinstance(v, list)}
+        single = {k: v for k, v in params.items() if not isinstance(v, list)}
+        path = "/build" + encode_query(single)
+        for k, values in multi.items():
+            for v in values:
+                path += ("&" if "?" in path else "?") + encode_query({k: v})[1:]
+        resp = self.request("POST", path, body=context, headers=hdrs)
+        return self.stream_json(resp)
 
 
 def iter_body(body: Iterable[bytes] | IO[bytes]) -> Iterator[bytes]:
