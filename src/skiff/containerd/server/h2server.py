@@ -408,6 +408,16 @@ class _Connection:
         with self.lock:
             return not self.calls
 
+    def end_streams(self) -> None:
+        """At stop: server streams (Subscribe above all) never end by
+        themselves, so they are cancelled rather than waited for."""
+        with self.lock:
+            for call in self.calls.values():
+                if call.method is not None and call.method.server_streaming:
+                    call.cancelled = True
+                    call.inbox.put(_END)
+            self.window.notify_all()
+
     def close(self) -> None:
         with self.lock:
             self._close_locked()
@@ -527,6 +537,7 @@ class H2Server:
             sock.close()
         for conn in conns:
             conn.go_away()
+            conn.end_streams()
 
         def finish() -> None:
             deadline = (grace or 0.0) + time.monotonic()
