@@ -692,7 +692,7 @@ class ContainerService:
                 log.warning(
                     "--init asked for but no docker-init or tini on this host; running without"
                 )
-        return build_spec(
+        spec = build_spec(
             cid=c.id,
             args=args,
             env=env,
@@ -706,6 +706,16 @@ class ContainerService:
             mounts=self._oci_mounts(c),
             init_path=init_path,
         )
+        mode = str(host.get("NetworkMode") or "")
+        if mode.startswith("container:"):
+            # join the other container's network namespace, as --network container:<x>
+            other = self.get(mode.split(":", 1)[1])
+            if not other.running:
+                raise Conflict(f"cannot join network of a non running container: {other.id}")
+            spec["linux"]["namespaces"] = [
+                n for n in spec["linux"]["namespaces"] if n["type"] != "network"
+            ] + [{"type": "network", "path": f"/proc/{other.state['Pid']}/ns/net"}]
+        return spec
 
     async def _user(self, c: Container) -> tuple[int, int, list[int]]:
         user = str(c.config.get("User") or "")
