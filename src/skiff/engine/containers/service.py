@@ -1278,9 +1278,6 @@ class ContainerService:
                 if health["FailingStreak"] >= retries:
                     health["Status"] = "unhealthy"
             c.save()
-            self.events.emit(
-                "container", "exec_die", c.id, {**self.attrs(c), "exitCode": str(code)}
-            )
             if health["Status"] != old:
                 self.events.emit(
                     "container", f"health_status: {health['Status']}", c.id, self.attrs(c)
