@@ -58,7 +58,7 @@ def run_one(kind: str, hook: Hook, state: dict[str, Any], index: int = 0) -> Non
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(err_r)
-            raise HookError(f"error running {kind} hook #{index}: {path}: timeout after {timeout}s")
+            raise HookError(f"error running hook #{index} ({kind}): {path}: timeout after {timeout}s")
         time.sleep(0.001)
     stderr = b""
     try:
@@ -73,6 +73,6 @@ def run_one(kind: str, hook: Hook, state: dict[str, Any], index: int = 0) -> Non
         else:
             why = f"exit status {code}"
         raise HookError(
-            f"error running {kind} hook #{index}: {path}: {why}"
+            f"error running hook #{index} ({kind}): {path}: {why}"
             + (f", stderr: {detail}" if detail else "")
         )
