@@ -58,7 +58,9 @@ def run_one(kind: str, hook: Hook, state: dict[str, Any], index: int = 0) -> Non
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             os.close(err_r)
-            raise HookError(f"error running hook #{index} ({kind}): {path}: timeout after {timeout}s")
+            raise HookError(
+                f"error running hook #{index} ({kind}): {path}: timeout after {timeout}s"
+            )
         time.sleep(0.001)
     stderr = b""
     try:
