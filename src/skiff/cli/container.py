@@ -356,23 +356,28 @@ def ps_row(c: dict[str, Any], trunc: bool) -> dict[str, Any]:
     nets = sorted(((c.get("NetworkSettings") or {}).get("Networks") or {}).keys())
     import json
 
-    return {
-        "ID": fmt.short_id(c["Id"]) if trunc else c["Id"],
-        "Image": image,
-        "Command": json.dumps(command, ensure_ascii=False),
-        "CreatedAt": fmt.go_time(c.get("Created", 0)),
-        "RunningFor": fmt.ago(c.get("Created", 0)),
-        "Ports": format_ports(c.get("Ports") or []),
-        "State": c.get("State", ""),
-        "Status": c.get("Status", ""),
-        "Size": size,
-        "Names": ",".join(names),
-        "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
-        "Mounts": ",".join(fmt.ellipsis(m, 15) if trunc else m for m in mounts),
-        "Networks": ",".join(nets),
-        "Platform": None,
-        "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
-    }
+    return fmt.LabeledRow(
+        labels,
+        {
+            "ID": fmt.short_id(c["Id"]) if trunc else c["Id"],
+            "Image": image,
+            "Command": json.dumps(command, ensure_ascii=False),
+            "CreatedAt": fmt.go_time(c.get("Created", 0)),
+            "RunningFor": fmt.ago(c.get("Created", 0)),
+            "Ports": format_ports(c.get("Ports") or []),
+            "State": c.get("State", ""),
+            "Status": c.get("Status", ""),
+            "Size": size,
+            "Names": ",".join(names),
+            "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+            "Mounts": ",".join(fmt.ellipsis(m, 15) if trunc else m for m in mounts),
+            "Networks": ",".join(nets),
+            "Platform": None,
+            "LocalVolumes": str(
+                sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")
+            ),
+        },
+    )
 
 
 def cmd_ps(cli: Cli, argv: list[str]) -> int:

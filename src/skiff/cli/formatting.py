@@ -137,7 +137,10 @@ class Formatter:
         if self.table:
             body = fmt[len("table") :].strip()
             fmt = body or default_table[len("table") :].strip()
-        self.template = None if self.json else Template(unescape(fmt), funcs)
+        try:
+            self.template = None if self.json else Template(unescape(fmt), funcs)
+        except TemplateError as e:
+            raise template_failure("template parsing error", e) from None
         self.headers = headers
 
     def render(self, rows: Iterable[Any], out: TextIO) -> None:
@@ -147,15 +150,36 @@ class Formatter:
             return
         assert self.template is not None
         lines = []
-        if self.table:
-            lines.append(self.template.render(HeaderRow(self.headers)))
-        for r in rows:
-            lines.append(self.template.render(r))
+        try:
+            if self.table:
+                lines.append(self.template.render(HeaderRow(self.headers)))
+            for r in rows:
+                lines.append(self.template.render(r))
+        except TemplateError as e:
+            raise template_failure("failed to execute template", e) from None
         if self.table:
             out.write(tabwrite(lines))
         else:
             for line in lines:
                 out.write(line + "\n")
+
+
+def template_failure(what: str, e: Exception) -> Exception:
+    from skiff.cli.common import StatusError
+
+    return StatusError(1, f"{what}: {e}")
+
+
+class LabeledRow(dict[str, Any]):
+    """A row of ps, network ls or volume ls: its fields, and docker's `.Label "key"`
+    method over the object's labels (the Labels field itself is the joined string)."""
+
+    def __init__(self, labels: dict[str, str] | None, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self.labels = dict(labels or {})
+
+    def Label(self, name: str) -> str:  # noqa: N802 - the template method's name
+        return self.labels.get(name, "")
 
 
 class HeaderRow:
@@ -168,6 +192,10 @@ class HeaderRow:
         if name.startswith("__"):
             raise AttributeError(name)
         return self.h.get(name, name.upper())
+
+    def Label(self, name: str) -> str:  # noqa: N802 - the template method's name
+        # docker titles the column with the key's last dotted part, - and _ as spaces
+        return name.split(".")[-1].replace("-", " ").replace("_", " ")
 
 
 def row_json(v: Any) -> str:

@@ -361,6 +361,8 @@ def parse(src: str) -> list[Node]:
 
 def field_of(v: Any, name: str) -> Any:
     if isinstance(v, dict):
+        if name not in v and type(v) is not dict and callable(getattr(type(v), name, None)):
+            raise TemplateError(f"wrong number of args for {name}: want 1 got 0")
         return v.get(name, NO_VALUE)
     if v is None or v is NO_VALUE:
         return NO_VALUE
@@ -463,8 +465,32 @@ class Template:
             except Exception as e:
                 raise TemplateError(f"error calling {head[1]}: {e}") from e
         if len(ops) > 1 or has_piped:
+            if head[0] in ("field", "chain"):
+                args = [self.operand(o, dot, vars) for o in ops[1:]]
+                if has_piped:
+                    args.append(piped)
+                return self.method(head, dot, vars, args)
             raise TemplateError(f"can't give argument to non-function {head[1]}")
         return self.operand(head, dot, vars)
+
+    def method(self, head: Any, dot: Any, vars: dict[str, Any], args: list[Any]) -> Any:
+        """`.Recv.Name arg...`: a method of the receiver (docker's `.Label "key"`)."""
+        if head[0] == "field":
+            path, _, name = head[1].rpartition(".")
+            recv = chain(dot, path) if path else dot
+        else:
+            path, _, name = head[2].rpartition(".")
+            recv = self.operand(head[1], dot, vars)
+            recv = chain(recv, path) if path else recv
+        fn = getattr(type(recv), name, None)
+        if not callable(fn) or name.startswith("_"):
+            raise TemplateError(f"can't give argument to non-function {head[-1]}")
+        try:
+            return fn(recv, *args)
+        except TypeError:
+            raise TemplateError(
+                f"wrong number of args for {name}: want 1 got {len(args)}"
+            ) from None
 
     def operand(self, op: Any, dot: Any, vars: dict[str, Any]) -> Any:
         kind = op[0]

@@ -44,12 +44,12 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
         for v in vols:
             cli.print(v["Name"])
         return 0
-    rows = [{
+    rows = [fmt.LabeledRow(v.get("Labels"), {
         "Name": v["Name"], "Driver": v.get("Driver", ""), "Scope": v.get("Scope", ""),
         "Mountpoint": v.get("Mountpoint", ""),
         "Labels": ",".join(f"{k}={x}" for k, x in sorted((v.get("Labels") or {}).items())),
         "Links": "N/A", "Size": "N/A", "Availability": "N/A", "Group": "N/A", "Status": "N/A",
-    } for v in vols]  # fmt: skip
+    }) for v in vols]  # fmt: skip
     headers = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}  # fmt: skip
     fmt.Formatter(o.format, "table {{.Driver}}\t{{.Name}}", headers).render(rows, cli.out)

@@ -34,7 +34,9 @@ class TLSConfig:
         self.ca, self.cert, self.key, self.verify = ca, cert, key, verify
 
     def __repr__(self) -> str:
-        return f"TLSConfig(ca={self.ca!r}, cert={self.cert!r}, key={self.key!r}, verify={self.verify})"
+        return (
+            f"TLSConfig(ca={self.ca!r}, cert={self.cert!r}, key={self.key!r}, verify={self.verify})"
+        )
 
     def context(self) -> Any:
         import ssl  # only TLS users pay for ssl
