@@ -178,7 +178,7 @@ class LabeledRow(dict[str, Any]):
         super().__init__(fields)
         self.labels = dict(labels or {})
 
-    def Label(self, name: str) -> str:  # noqa: N802 - the template method's name
+    def Label(self, name: str) -> str:  # Go method name, as templates call it
         return self.labels.get(name, "")
 
 
@@ -193,7 +193,7 @@ class HeaderRow:
             raise AttributeError(name)
         return self.h.get(name, name.upper())
 
-    def Label(self, name: str) -> str:  # noqa: N802 - the template method's name
+    def Label(self, name: str) -> str:  # Go method name, as templates call it
         # docker titles the column with the key's last dotted part, - and _ as spaces
         return name.split(".")[-1].replace("-", " ").replace("_", " ")
 
