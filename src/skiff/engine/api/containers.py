@@ -348,6 +348,9 @@ def register(router: Router, daemon: Daemon) -> None:
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
         await svc.sup().resize(c.id, "", w, h)
+        svc.events.emit(
+            "container", "resize", c.id, {**svc.attrs(c), "height": str(h), "width": str(w)}
+        )
         return Response(200, b"", None, "text/plain")
 
     async def export(request: Request) -> Response:
@@ -577,6 +580,7 @@ async def attach_session(
         return
     attached = svc.attachers.setdefault(c.id, [])
     attached.append(sink)
+    svc.events.emit("container", "attach", c.id, svc.attrs(c))
     io = svc.stdio.get(c.id)
     if io is not None and c.running:
         io.sinks.append(sink)

@@ -1016,6 +1016,11 @@ class ContainerService:
         c = self.get(ref)
         if c.status == Status.REMOVING:
             return
+        if c.status == Status.RESTARTING and not force:
+            raise Conflict(
+                "You cannot remove a restarting container "
+                f"{c.id}. Stop the container before attempting removal or force remove"
+            )
         if c.running and not force:
             state = "paused" if c.status == Status.PAUSED else "running"
             raise Conflict(
