@@ -230,8 +230,19 @@ class Engine:
             )
         return res
 
+    def container_ids(self) -> list[str]:
+        try:
+            return [p.name for p in (self.data_root / "containers").iterdir()]
+        except OSError:
+            return []
+
     def stop(self) -> None:
-        """SIGTERM skiffd, then containerd; SIGKILL every process they left (shims too)."""
+        """Remove the containers (the runtime deletes their cgroups), SIGTERM skiffd, then
+        containerd; SIGKILL every process they left (shims too); remove leftover cgroups."""
+        ids = self.container_ids()
+        if ids and self.skiffd is not None and self.skiffd.poll() is None:
+            with contextlib.suppress(Exception):
+                self.docker("rm", "-f", *ids, check=False, timeout=60)
         procs = [p for p in (self.skiffd, self.containerd) if p is not None]
         tree: list[int] = []
         for p in procs:
@@ -248,6 +259,11 @@ class Engine:
         for pid in [*tree, *self.extra]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+        for cid in ids:
+            for cg in Path("/sys/fs/cgroup").glob(f"*/skiff/{cid}"):
+                with contextlib.suppress(OSError):
+                    cg.rmdir()
 
 
 def wait_for(path: Path, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
