@@ -51,11 +51,11 @@ def inspect(stack: Stack, image: str) -> dict[str, Any]:
     return data[0]
 
 
-def run(stack: Stack, image: str, *cmd: str) -> str:
+def run(stack: Stack, image: str, *cmd: str, run_args: tuple[str, ...] = ()) -> str:
     """The output of a container of `image` (detached, waited for, logs read:
     an attached `docker run` sometimes hangs after its output, an engine
     fault outside the builder)."""
-    cid = stack.docker("run", "-d", "--network", "none", image, *cmd).stdout.strip()
+    cid = stack.docker("run", "-d", "--network", "none", *run_args, image, *cmd).stdout.strip()
     try:
         code = stack.docker("wait", cid, timeout=60).stdout.strip()
         logs = stack.docker("logs", cid)
@@ -168,6 +168,8 @@ SHELL ["/bin/sh", "-e", "-c"]
 RUN test "$(cat /etc/app.conf)" = "name=hello world" && echo shell-ok > /shell.txt
 USER appuser
 RUN id -u > /tmp/id-u.txt
+WORKDIR /srv/made
+WORKDIR /app/sub
 EXPOSE 80 443/tcp 53/udp
 VOLUME ["/data", "/logs"]
 VOLUME /more
@@ -307,6 +309,9 @@ def test_corpus_runs(corpus: tuple[Stack, str, str, Path]) -> None:
     assert got["added"] == "single"
     assert got["busybox"] == "same"
     assert got["shell"] == "shell-ok" and got["runid"] == "1500"
+    # WORKDIR made its directories in the image (not the runtime at run time)
+    made = run(stack, "corpus/all:1", "stat -c %u:%g:%a /srv/made", run_args=("-w", "/"))
+    assert made == "0:0:755\n"
 
 
 def test_target_buildargs_hosts_shm_with_docker_py(stack: Stack, tmp_path: Path) -> None:

@@ -600,7 +600,44 @@ class _Run:
         def change(cfg: dict[str, Any]) -> None:
             cfg["WorkingDir"] = path
 
-        return self._meta(state, "WORKDIR " + path, change)
+        created_by = NOP + "WORKDIR " + path
+        key = step_key(state.image_id, created_by, self._arg_env_list())
+        if path == "/":
+            return self._meta(state, "WORKDIR " + path, change)
+        hit = self._cached(key, state, empty=True, created_by=created_by)
+        if hit is not None:
+            return hit
+        missing = self._missing_dirs(state, path)
+        if not missing:
+            return self._meta(state, "WORKDIR " + path, change)
+        # as dockerd: a directory that does not exist is made (root, 0755) in a layer
+        mtime = self.epoch if self.epoch is not None else int(time.time())
+        entries: list[tuple[tarfile.TarInfo, bytes | None, str | None]] = []
+        for d in missing:
+            ti = tarfile.TarInfo(d.lstrip("/"))
+            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, mtime
+            entries.append((ti, None, None))
+        layer = self._layer_from_entries(entries)
+        self._apply(state, layer)
+        new = self._with_layer(state, layer, created_by)
+        change(new.cfg)
+        return self._store(key, state, new, created_by, size=layer["size"])
+
+    def _missing_dirs(self, state: ImageState, path: str) -> list[str]:
+        """The directories on the way to `path` that the image lacks, parents first."""
+        parts = [p for p in path.split("/") if p]
+        prefixes = ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+        if not state.chain_id:
+            return prefixes
+        with self._mounted(state.chain_id) as root:
+            ctx = Context(root, owned=False)
+            for i, prefix in enumerate(prefixes):
+                host = ctx.resolve(prefix)
+                if not os.path.lexists(host):
+                    return prefixes[i:]
+                if not os.path.isdir(host):
+                    return []  # a file in the way: the run that needs it reports it
+        return []
 
     def _i_user(self, state: ImageState, inst: Instruction) -> ImageState:
         user = self.word(state, inst.args[0])
