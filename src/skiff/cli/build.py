@@ -129,6 +129,8 @@ def cmd_build(cli: Cli, argv: list[str]) -> int:
     if o.quiet:
         text = out.getvalue()  # type: ignore[attr-defined]
         cli.out.write(text if text.strip() else f"{image_id}\n")
+        # dockerd sends no aux message under q=1: the ID is the text
+        image_id = image_id or text.strip()
     if o.iidfile and image_id:
         with open(o.iidfile, "w") as f:
             f.write(image_id)
@@ -168,11 +170,11 @@ def prepare_context(context: str, file: str) -> tuple[Iterable[bytes], str, str]
             if not os.path.exists(dockerfile) and os.path.exists(os.path.join(ctx, "dockerfile")):
                 dockerfile = os.path.join(ctx, "dockerfile")
         real_ctx = os.path.realpath(ctx)
-        real_df = os.path.join(os.path.realpath(os.path.dirname(dockerfile)),
-                               os.path.basename(dockerfile))  # fmt: skip
-        if not os.path.exists(real_df):
-            raise StatusError(1, f"unable to prepare context: Cannot locate specified "
-                                 f"Dockerfile: {file or os.path.basename(dockerfile)}")  # fmt: skip
+        missing = first_missing(dockerfile)
+        if missing:
+            raise StatusError(1, f"unable to prepare context: unable to evaluate symlinks in "
+                                 f"Dockerfile path: lstat {missing}: no such file or directory")  # fmt: skip
+        real_df = os.path.realpath(dockerfile)
         rel = os.path.relpath(real_df, real_ctx)
         if rel.startswith(".." + os.sep) or rel == "..":
             with open(real_df, "rb") as f:
@@ -192,6 +194,16 @@ def prepare_context(context: str, file: str) -> tuple[Iterable[bytes], str, str]
     except bc.IgnoreError as e:
         raise StatusError(1, f"Error checking context: {e}") from None
     return checked(bc.tar_directory(ctx, excludes, extra)), rel, ""
+
+
+def first_missing(path: str) -> str:
+    """The first component of path that does not exist, as Go's EvalSymlinks reports it."""
+    parts = path.split("/")
+    for i in range(2, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        if not os.path.lexists(prefix):
+            return prefix
+    return "" if os.path.exists(path) else path
 
 
 def checked(chunks: Iterator[bytes]) -> Iterator[bytes]:

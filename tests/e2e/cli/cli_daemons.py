@@ -39,12 +39,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_in_private_ns(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    """Start argv in a new mount namespace; unshare and sh exec into argv."""
-    script = PRIVATE_NS_PRELUDE + 'exec "$@"'
+def start_in_private_ns(argv: list[str], log: Path, netns: bool = False) -> subprocess.Popen[bytes]:
+    """Start argv in a new mount namespace (and network namespace: bridges and addresses
+    a test makes stay there); unshare and sh exec into argv."""
+    script = PRIVATE_NS_PRELUDE + ("ip link set lo up; " if netns else "") + 'exec "$@"'
+    unshare = ["unshare", "--mount", "--propagation", "private"] + (["--net"] if netns else [])
     with open(log, "ab") as out:
         return subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv],
+            [*unshare, "sh", "-c", script, "sh", *argv],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -151,12 +153,18 @@ def registry(base: Path) -> Iterator[tuple[int, subprocess.Popen[bytes] | None]]
 
 
 @contextlib.contextmanager
-def dockerd() -> Iterator[Daemon]:
-    """Debian's dockerd on a temporary root, with busybox loaded and a registry beside it."""
+def no_registry(base: Path) -> Iterator[tuple[int, None]]:
+    yield 0, None
+
+
+@contextlib.contextmanager
+def dockerd(netns: bool = False) -> Iterator[Daemon]:
+    """Debian's dockerd on a temporary root, with busybox loaded and a registry beside it;
+    with netns, in a network namespace of its own (networks, no registry, no TCP)."""
     base = Path(tempfile.mkdtemp(prefix="skiff-cli-"))
     base.chmod(0o755)
     try:
-        with registry(base) as (port, _):
+        with (no_registry if netns else registry)(base) as (port, _):
             sock = base / "docker.sock"
             log = base / "dockerd.log"
             argv = [
@@ -170,14 +178,14 @@ def dockerd() -> Iterator[Daemon]:
             if port:
                 argv += ["--insecure-registry", f"127.0.0.1:{port}"]
             tls_port, tls_dir = 0, None
-            if make_certs(base / "tls"):
+            if not netns and make_certs(base / "tls"):
                 # mutual TLS on a second listener, for the TCP+TLS context tests
                 tls_port, tls_dir = free_port(), base / "tls" / "client"
                 t = base / "tls"
                 argv += ["-H", f"tcp://127.0.0.1:{tls_port}", "--tlsverify",
                          "--tlscacert", str(t / "ca.pem"), "--tlscert", str(t / "server-cert.pem"),
                          "--tlskey", str(t / "server-key.pem")]  # fmt: skip
-            proc = start_in_private_ns(argv, log)
+            proc = start_in_private_ns(argv, log, netns)
             daemon = Daemon(base, sock, proc, log, port, tls_port, tls_dir)
             try:
                 wait_ready(daemon)

@@ -32,6 +32,43 @@ def daemon() -> Iterator[Daemon]:
         yield d
 
 
+def require_root_and_images() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the CLI e2e tests start real daemons and need root")
+    for binary in ("dockerd", "unshare"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} is not installed")
+    if not BUSYBOX_TAR.exists():
+        pytest.skip(f"{BUSYBOX_TAR} is missing: run `make images`")
+
+
+@pytest.fixture(scope="session")
+def other_daemon(daemon: Daemon) -> Iterator[Daemon]:
+    """The daemon `daemon` is not: skiffd when the session runs on dockerd, and back."""
+    which = os.environ.get("SKIFF_E2E_DAEMON", "dockerd")
+    with dockerd() if which == "skiffd" else skiffd() as d:
+        yield d
+
+
+@pytest.fixture(scope="session", params=["dockerd", "skiffd"])
+def both_daemons(request: pytest.FixtureRequest, daemon: Daemon) -> Daemon:
+    """Each test that takes it runs against Debian's dockerd and against skiffd."""
+    which = os.environ.get("SKIFF_E2E_DAEMON", "dockerd")
+    if request.param == which:
+        return daemon
+    other: Daemon = request.getfixturevalue("other_daemon")
+    return other
+
+
+@pytest.fixture(scope="session")
+def net_daemon() -> Iterator[Daemon]:
+    """Debian's dockerd in a network namespace of its own: `network create` makes real
+    bridges and addresses, which must not appear on the host."""
+    require_root_and_images()
+    with dockerd(netns=True) as d:
+        yield d
+
+
 @pytest.fixture
 def config_dir() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="skiff-cli-config-"))
