@@ -632,7 +632,7 @@ def cmd_port(cli: Cli, argv: list[str]) -> int:
         key = o.port if "/" in o.port else f"{o.port}/tcp"
         bindings = ports.get(key)
         if not bindings:
-            raise StatusError(1, f"Error: No public port '{key}' published for {o.container}")
+            raise StatusError(1, f"Error: No public port '{o.port}' published for {o.container}")
         for b in bindings:
             cli.print(host_port(b))
         return 0
