@@ -71,10 +71,17 @@ def glob_to_regex(pattern: str) -> str:
                 i += 1
             else:
                 out.append("\\\\")
-        elif ch in "[]":
-            out.append(ch)
-        elif ch == "!" and out[-1] == "[":
-            out.append("^")  # filepath.Match's negated class
+        elif ch == "[":
+            # a character class, copied through (Go's regexp reads it as filepath.Match
+            # would, `[!...]` and `[^...]` negated)
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                raise IgnoreError(f"syntax error in pattern: {pattern}")
+            body = pattern[i:end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            out.append("[" + body + "]")
+            i = end + 1
         else:
             out.append(re.escape(ch))
     out.append("$")
