@@ -72,15 +72,12 @@ def glob_to_regex(pattern: str) -> str:
             else:
                 out.append("\\\\")
         elif ch == "[":
-            # a character class, copied through (Go's regexp reads it as filepath.Match
-            # would, `[!...]` and `[^...]` negated)
+            # a character class, copied through as Go's regexp reads it: `[^...]` is
+            # negated, `[!...]` is not (as in filepath.Match)
             end = pattern.find("]", i + 1)
             if end < 0:
                 raise IgnoreError(f"syntax error in pattern: {pattern}")
-            body = pattern[i:end]
-            if body.startswith("!"):
-                body = "^" + body[1:]
-            out.append("[" + body + "]")
+            out.append("[" + pattern[i:end] + "]")
             i = end + 1
         else:
             out.append(re.escape(ch))
