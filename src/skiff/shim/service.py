@@ -12,7 +12,7 @@ import os
 import threading
 import time
 
-from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from skiff.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
 from skiff.shim import syscalls
 from skiff.shim.runtime import DEFAULT_RUNTIME, OciRuntime, resolve_binary
 from skiff.shim.stdio import ConsoleSocket, ProcessIO
@@ -467,9 +467,24 @@ class TaskService:
         return api.WaitResponse(exit_status=p.exit_status, exited_at=p.exited_at())
 
     def stats(self, req: api.StatsRequest) -> api.StatsResponse:
-        self._process(req.id)
-        # cgroup metrics types (containerd.cgroups.v1.Metrics) do not exist here yet
-        return api.StatsResponse()
+        init = self._process(req.id)
+        if init.status == api.STOPPED:
+            raise NotFound(f"task {req.id} is stopped: its cgroup is gone")
+        import json
+
+        from skiff.ttrpc import cgroups
+
+        # runc, crun and skiff-runc print one stats event: {"type":"stats","data":{...}}
+        out = self._oci().run(["events", "--stats", req.id])
+        try:
+            doc = json.loads(out)
+        except ValueError as exc:
+            raise Internal(f"events --stats {req.id}: not json: {exc}")
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, dict):
+            raise Internal(f"events --stats {req.id}: no stats in {out[:200]!r}")
+        # the bare message name as type URL, as containerd-shim-runc-v2 on cgroup v1
+        return api.StatsResponse(stats=Any_.pack(cgroups.metrics_from_runc(data)))
 
     def connect(self, req: api.ConnectRequest) -> api.ConnectResponse:
         with self._lock:

@@ -375,28 +375,70 @@ def tasks_resume(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+CGROUPS_V1_METRICS = "io.containerd.cgroups.v1.Metrics"
+
+
+def _cgroup_metrics(data_type: str, data: bytes) -> Any:
+    """The decoded io.containerd.cgroups.v1.Metrics, or None for another type."""
+    if data_type.rsplit("/", 1)[-1] != CGROUPS_V1_METRICS:
+        return None
+    from skiff.api.gen.containerd.cgroups.v1 import metrics_pb2
+
+    return metrics_pb2.Metrics.FromString(data)
+
+
+def _go_json(msg: Any) -> dict[str, Any]:
+    """A message as Go's encoding/json writes containerd's generated structs: proto
+    field names, every field omitempty (zero scalars and empty lists left out, a
+    present message kept even when empty), in field number order."""
+    out: dict[str, Any] = {}
+    for fd, value in msg.ListFields():
+        if fd.message_type is not None:
+            if fd.is_repeated:
+                out[fd.name] = [_go_json(v) for v in value]
+            else:
+                out[fd.name] = _go_json(value)
+        elif fd.is_repeated:
+            out[fd.name] = list(value)
+        else:
+            out[fd.name] = value
+    return out
+
+
+def _metrics_rows(m: Any) -> list[str]:
+    rows = ["METRIC\tVALUE\t"]
+    if m.HasField("memory"):
+        rows.append(f"memory.usage_in_bytes\t{m.memory.usage.usage}\t")
+        rows.append(f"memory.limit_in_bytes\t{m.memory.usage.limit}\t")
+        rows.append(f"memory.stat.cache\t{m.memory.total_cache}\t")
+    if m.HasField("cpu"):
+        rows.append(f"cpuacct.usage\t{m.cpu.usage.total}\t")
+        per_cpu = " ".join(str(x) for x in m.cpu.usage.per_cpu)
+        rows.append(f"cpuacct.usage_percpu\t[{per_cpu}]\t")
+    if m.HasField("pids"):
+        rows.append(f"pids.current\t{m.pids.current}\t")
+        rows.append(f"pids.limit\t{m.pids.limit}\t")
+    return rows
+
+
 def tasks_metrics(client: Client, args: argparse.Namespace) -> int:
     filters = [f"id=={cid}" for cid in args.ids]
     metrics = client.metrics(filters)
     if not metrics:
         raise NotFound(f"no metrics for {', '.join(args.ids)}")
-    if args.format == "json":
-        out = [
-            {
-                "id": m.id,
-                "timestamp": rfc3339(m.timestamp),
-                "type_url": m.data_type,
-                "data": base64.b64encode(m.data).decode(),
-            }
-            for m in metrics
-        ]
-        print(json.dumps(out if len(out) > 1 else out[0], indent=2))
-        return 0
-    lines = ["ID\tTIMESTAMP\t"]
     for m in metrics:
-        lines.append(f"{m.id}\t{go_time(m.timestamp)}\t")
-    table(lines)
-    for m in metrics:
+        data = _cgroup_metrics(m.data_type, m.data)
+        if args.format == "json":
+            if data is not None:
+                print(json.dumps(_go_json(data), indent=2))
+            else:
+                raw = {"type_url": m.data_type, "value": base64.b64encode(m.data).decode()}
+                print(json.dumps(raw, indent=2))
+            continue
+        # as ctr: the ID table, a blank line, then the metric table, each aligned alone
+        table(["ID\tTIMESTAMP\t", f"{m.id}\t{go_time(m.timestamp)}\t"])
         print()
-        print(f"{m.id}: {m.data_type} ({len(m.data)} bytes; decoding is not implemented)")
+        if data is None:
+            raise InvalidArgument(f"cannot convert metric data of type {m.data_type!r}")
+        table(_metrics_rows(data))
     return 0
