@@ -91,7 +91,15 @@ def register(router: Router, daemon: Daemon) -> None:
         body = await request.json(required=True)
         if not isinstance(body, dict):
             raise InvalidArgument("container config must be a JSON object")
-        host = body.pop("HostConfig", None) or {}
+        host = body.pop("HostConfig", None)
+        if host is None:
+            host = {}
+        if not isinstance(host, dict):
+            kind = {list: "array", str: "string", bool: "bool"}.get(type(host), "number")
+            raise InvalidArgument(
+                f"json: cannot unmarshal {kind} into Go struct field "
+                "ContainerConfigWrapper.HostConfig of type container.HostConfig"
+            )
         networking = body.pop("NetworkingConfig", None)
         name = request.q("name") or ""
         try:

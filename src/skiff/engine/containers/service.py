@@ -189,6 +189,7 @@ class ContainerService:
                 )
         else:
             full = random_name(set(self.names))
+        validate_types(config, host)
         warnings += validate_host_config(host)
         image = await resolve(self.sup(), self.daemon.services, image_ref)
         cid = secrets.token_hex(32)
@@ -1303,6 +1304,64 @@ class ContainerService:
         if c.running and pid:
             return f"/proc/{pid}/root"
         return None
+
+
+_STR_LISTS = ("Env", "Shell", "OnBuild")
+_STR_OR_LISTS = ("Cmd", "Entrypoint")
+_BOOLS = ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr",
+          "NetworkDisabled", "ArgsEscaped")  # fmt: skip
+_STR_MAPS = ("Labels",)
+_HOST_STR_LISTS = ("Binds", "CapAdd", "CapDrop", "Dns", "DnsOptions", "DnsSearch",
+                   "ExtraHosts", "SecurityOpt", "GroupAdd")  # fmt: skip
+_HOST_INTS = ("Memory", "MemorySwap", "MemoryReservation", "NanoCpus", "CpuShares", "CpuQuota",
+              "CpuPeriod", "PidsLimit", "ShmSize")  # fmt: skip
+
+
+def _type_error(where: str, field: str, want: str, value: Any) -> InvalidArgument:
+    got = type(value).__name__.replace("str", "string").replace("dict", "object")
+    return InvalidArgument(
+        f"json: cannot unmarshal {got} into Go struct field {where}.{field} of type {want}"
+    )
+
+
+def validate_types(config: dict[str, Any], host: dict[str, Any]) -> None:
+    """The JSON types Go's decoder would insist on, with its message."""
+
+    def str_list(v: Any) -> bool:
+        return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+    for f in _STR_LISTS:
+        if config.get(f) is not None and not str_list(config[f]):
+            raise _type_error("ContainerConfigWrapper.Config", f, "[]string", config[f])
+    for f in _STR_OR_LISTS:
+        v = config.get(f)
+        if v is not None and not isinstance(v, str) and not str_list(v):
+            raise _type_error("ContainerConfigWrapper.Config", f, "strslice.StrSlice", v)
+    for f in _BOOLS:
+        if config.get(f) is not None and not isinstance(config[f], bool):
+            raise _type_error("ContainerConfigWrapper.Config", f, "bool", config[f])
+    for f in _STR_MAPS:
+        v = config.get(f)
+        if v is not None and not (
+            isinstance(v, dict) and all(isinstance(x, str) for x in v.values())
+        ):
+            raise _type_error("ContainerConfigWrapper.Config", f, "map[string]string", v)
+    for f in ("User", "WorkingDir", "Hostname", "Domainname", "StopSignal", "Image"):
+        if config.get(f) is not None and not isinstance(config[f], str):
+            raise _type_error("ContainerConfigWrapper.Config", f, "string", config[f])
+    for f in _HOST_STR_LISTS:
+        if host.get(f) is not None and not str_list(host[f]):
+            raise _type_error("ContainerConfigWrapper.HostConfig", f, "[]string", host[f])
+    for f in _HOST_INTS:
+        v = host.get(f)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+            raise _type_error("ContainerConfigWrapper.HostConfig", f, "int64", v)
+    for f in ("RestartPolicy", "LogConfig", "PortBindings", "Tmpfs", "Sysctls"):
+        if host.get(f) is not None and not isinstance(host[f], dict):
+            raise _type_error("ContainerConfigWrapper.HostConfig", f, "object", host[f])
+    for f in ("Mounts", "Ulimits"):
+        if host.get(f) is not None and not isinstance(host[f], list):
+            raise _type_error("ContainerConfigWrapper.HostConfig", f, "array", host[f])
 
 
 def validate_host_config(host: dict[str, Any]) -> list[str]:
