@@ -17,7 +17,7 @@ from skiff.containerd.client import Client, Container
 from skiff.containerd.client import containers as cs
 from skiff.containerd.ctr._format import go_time, rfc3339, table
 from skiff.containerd.ctr._misc import parse_labels, snapshotter
-from skiff.errors import FailedPrecondition, InvalidArgument, NotFound
+from skiff.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 
 RUNC_OPTIONS_TYPE = "containerd.runc.v1.Options"
 
@@ -422,10 +422,14 @@ def _metrics_rows(m: Any) -> list[str]:
 
 
 def tasks_metrics(client: Client, args: argparse.Namespace) -> int:
-    filters = [f"id=={cid}" for cid in args.ids]
-    metrics = client.metrics(filters)
-    if not metrics:
-        raise NotFound(f"no metrics for {', '.join(args.ids)}")
+    metrics = []
+    for cid in args.ids:
+        client.get_container(cid)  # ctr's error for an unknown container
+        got = client.metrics([f"id=={cid}"])
+        if not got:
+            # a task without a task, or a shim that answered Stats with an error
+            raise Internal("no metrics received")
+        metrics += got
     for m in metrics:
         data = _cgroup_metrics(m.data_type, m.data)
         if args.format == "json":
