@@ -151,8 +151,9 @@ class Manager:
                 if not os.path.isdir(current):
                     os.mkdir(current, 0o755)
                     made.append(current)
-                    if c == "cpuset":
-                        self._inherit_cpuset(parent, current)
+                if c == "cpuset":
+                    # every level, made here or not: an empty cpuset refuses tasks
+                    self._inherit_cpuset(parent, current)
         return made
 
     def _inherit_cpuset(self, parent: str, child: str) -> None:
@@ -296,7 +297,8 @@ class Manager:
             kind = rule.get("type", "a")
             major = rule.get("major")
             minor = rule.get("minor")
-            access = rule.get("access", "rwm")
+            # runc keeps only the letters the kernel knows (r, w, m)
+            access = "".join(ch for ch in rule.get("access", "rwm") if ch in "rwm") or "rwm"
             if kind == "a" and major is None and minor is None:
                 line = "a"
             else:

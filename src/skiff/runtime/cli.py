@@ -325,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     if cmd not in FLAGS:
         return log.fatal(f"{cmd} is not supported by skiff-runc")
     try:
-        flags, rest = parse_flags(rest[1:], FLAGS[cmd])
+        # as urfave/cli reorders them, flags may follow the container id, except where
+        # the arguments after it belong to someone else (exec's command, ps's options)
+        flags, rest = parse_flags(rest[1:], FLAGS[cmd], stop_at_positional=cmd in ("exec", "ps"))
     except UsageError as e:
         return log.fatal(str(e))
     root = gflags.get("root", "/run/skiff-runc")
