@@ -468,21 +468,25 @@ class TaskService:
 
     def stats(self, req: api.StatsRequest) -> api.StatsResponse:
         init = self._process(req.id)
-        if init.status == api.STOPPED:
-            raise NotFound(f"task {req.id} is stopped: its cgroup is gone")
         import json
 
         from skiff.ttrpc import cgroups
 
-        # runc, crun and skiff-runc print one stats event: {"type":"stats","data":{...}}
-        out = self._oci().run(["events", "--stats", req.id])
-        try:
-            doc = json.loads(out)
-        except ValueError as exc:
-            raise Internal(f"events --stats {req.id}: not json: {exc}")
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, dict):
-            raise Internal(f"events --stats {req.id}: no stats in {out[:200]!r}")
+        if init.status == api.STOPPED:
+            # the runtime refuses a stopped container, but its cgroup stays until
+            # delete and containerd-shim-runc-v2 still reports it
+            data = _stopped_cgroup_stats(self.bundle, req.id)
+        else:
+            # runc, crun and skiff-runc print one stats event: {"type":"stats","data":{...}}
+            out = self._oci().run(["events", "--stats", req.id])
+            try:
+                doc = json.loads(out)
+            except ValueError as exc:
+                raise Internal(f"events --stats {req.id}: not json: {exc}")
+            event = doc.get("data") if isinstance(doc, dict) else None
+            if not isinstance(event, dict):
+                raise Internal(f"events --stats {req.id}: no stats in {out[:200]!r}")
+            data = event
         # the bare message name as type URL, as containerd-shim-runc-v2 on cgroup v1
         return api.StatsResponse(stats=Any_.pack(cgroups.metrics_from_runc(data)))
 
@@ -505,6 +509,28 @@ class TaskService:
         if req.resources is None:
             raise InvalidArgument("update needs resources")
         self._oci().update(req.id, req.resources.value)
+
+
+def _stopped_cgroup_stats(bundle: str, container_id: str) -> dict[str, object]:
+    """runc's stats document read from the cgroup that config.json names, for Stats
+    after the container's init has exited (the runtime then answers "not running")."""
+    import json
+
+    from skiff.runtime.cgroups import Manager
+
+    try:
+        with open(os.path.join(bundle, "config.json"), "rb") as f:
+            spec = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise NotFound(f"task {container_id} is stopped and its bundle unreadable: {exc}")
+    linux = spec.get("linux") if isinstance(spec, dict) else None
+    path = str((linux or {}).get("cgroupsPath") or "")
+    if ":" in path:  # systemd's slice:prefix:name, which only the runtime resolves
+        raise NotFound(f"task {container_id} is stopped")
+    manager = Manager.for_container(path, container_id)
+    if not os.path.isdir(manager.dir("memory" if not manager.unified else "")):
+        raise NotFound(f"task {container_id} is stopped and its cgroup is gone")
+    return manager.stats()
 
 
 def _read_pid(path: str) -> int:
