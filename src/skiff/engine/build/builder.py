@@ -755,7 +755,7 @@ class _Run:
         parent = state.chain_id
         client = self.client
         sn = self.b.snapshotter
-        mounts = client.prepare_snapshot(sn, key, parent)
+        mounts = self._prepare(key, parent)
         created = False
         io_: FifoIO | None = None
         try:
@@ -1172,7 +1172,7 @@ class _Run:
         except NotFound:
             pass
         key = f"build-apply-{secrets.token_hex(8)}"
-        mounts = self.client.prepare_snapshot(sn, key, state.chain_id)
+        mounts = self._prepare(key, state.chain_id)
         try:
             applied = self.client.apply_diff(_descriptor(layer), mounts)
             if str(applied.digest) != layer["diff_id"]:
@@ -1184,6 +1184,18 @@ class _Run:
         finally:
             with contextlib.suppress(NotFound, FailedPrecondition):
                 self.client.remove_snapshot(sn, key)
+
+    def _prepare(self, key: str, parent: str, *, view: bool = False) -> list[ClientMount]:
+        """Prepare (or view) a snapshot on `parent`; a parent that has gone (removed
+        outside the builder) makes the remembered chains suspect."""
+        sn = self.b.snapshotter
+        try:
+            if view:
+                return self.client.view_snapshot(sn, key, parent)
+            return self.client.prepare_snapshot(sn, key, parent)
+        except NotFound:
+            self.b.cache.verified.clear()
+            raise
 
     @contextlib.contextmanager
     def _mounted(self, chain_id: str) -> Iterator[str]:
@@ -1197,7 +1209,7 @@ class _Run:
             return
         sn = self.b.snapshotter
         key = f"build-ro-{secrets.token_hex(8)}"
-        mounts = self.client.view_snapshot(sn, key, chain_id)
+        mounts = self._prepare(key, chain_id, view=True)
         mounted = False
         try:
             imount.mount_all([_image_mount(m) for m in mounts], target)
