@@ -24,8 +24,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from skiff.runtime.cgroups import Manager
     from skiff.shim.publisher import Publisher
     from skiff.shim.reaper import Reaper
+    from skiff.ttrpc.cgroups import MemoryOomControl
 
 VERSION = "skiff-shim 0.1.0"
 RUNTIME_FILE = "skiff-runtime"  # binary and root, for `delete` after the shim died
@@ -487,8 +489,11 @@ class TaskService:
             if not isinstance(event, dict):
                 raise Internal(f"events --stats {req.id}: no stats in {out[:200]!r}")
             data = event
+        metrics = cgroups.metrics_from_runc(data)
+        if metrics.memory is not None:
+            metrics.memory_oom_control = _oom_control(self.bundle, req.id)
         # the bare message name as type URL, as containerd-shim-runc-v2 on cgroup v1
-        return api.StatsResponse(stats=Any_.pack(cgroups.metrics_from_runc(data)))
+        return api.StatsResponse(stats=Any_.pack(metrics))
 
     def connect(self, req: api.ConnectRequest) -> api.ConnectResponse:
         with self._lock:
@@ -511,9 +516,10 @@ class TaskService:
         self._oci().update(req.id, req.resources.value)
 
 
-def _stopped_cgroup_stats(bundle: str, container_id: str) -> dict[str, object]:
-    """runc's stats document read from the cgroup that config.json names, for Stats
-    after the container's init has exited (the runtime then answers "not running")."""
+def _cgroup(bundle: str, container_id: str) -> Manager | None:
+    """The container's cgroups as its config.json names them (runc's rules for a
+    relative path, from the shim's own cgroup), or None where only the runtime
+    can tell (systemd's slice:prefix:name) or the bundle cannot be read."""
     import json
 
     from skiff.runtime.cgroups import Manager
@@ -521,16 +527,45 @@ def _stopped_cgroup_stats(bundle: str, container_id: str) -> dict[str, object]:
     try:
         with open(os.path.join(bundle, "config.json"), "rb") as f:
             spec = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise NotFound(f"task {container_id} is stopped and its bundle unreadable: {exc}")
+    except (OSError, ValueError):
+        return None
     linux = spec.get("linux") if isinstance(spec, dict) else None
     path = str((linux or {}).get("cgroupsPath") or "")
-    if ":" in path:  # systemd's slice:prefix:name, which only the runtime resolves
-        raise NotFound(f"task {container_id} is stopped")
-    manager = Manager.for_container(path, container_id)
-    if not os.path.isdir(manager.dir("memory" if not manager.unified else "")):
+    if ":" in path:
+        return None
+    return Manager.for_container(path, container_id)
+
+
+def _stopped_cgroup_stats(bundle: str, container_id: str) -> dict[str, object]:
+    """runc's stats document read from the container's cgroup, for Stats after its
+    init has exited (the runtime then answers "not running")."""
+    manager = _cgroup(bundle, container_id)
+    if manager is None or not os.path.isdir(manager.dir("" if manager.unified else "memory")):
         raise NotFound(f"task {container_id} is stopped and its cgroup is gone")
     return manager.stats()
+
+
+def _oom_control(bundle: str, container_id: str) -> MemoryOomControl | None:
+    """memory.oom_control (cgroup v1), which containerd reports and runc's stats leave out."""
+    from skiff.ttrpc.cgroups import MemoryOomControl
+
+    manager = _cgroup(bundle, container_id)
+    if manager is None or manager.unified:
+        return None
+    values: dict[str, int] = {}
+    try:
+        with open(os.path.join(manager.dir("memory"), "memory.oom_control")) as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if value.strip().isdigit():
+                    values[key] = int(value)
+    except OSError:
+        return None
+    return MemoryOomControl(
+        oom_kill_disable=values.get("oom_kill_disable", 0),
+        under_oom=values.get("under_oom", 0),
+        oom_kill=values.get("oom_kill", 0),
+    )
 
 
 def _read_pid(path: str) -> int:
