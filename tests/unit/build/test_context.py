@@ -151,3 +151,12 @@ def test_digest_follows_content_not_times(workdir: str) -> None:
         with open(ctx.resolve("d/a"), "w") as f:
             f.write("changed")
         assert Context(ctx.root, owned=False).digest(ctx.resolve("d")) != d1
+
+
+def test_wildcard_classes_as_go_reads_them(workdir: str) -> None:
+    # filepath.Match: `[^...]` negates, `[!...]` is a class that holds `!`
+    body = make_tar([("file", n, n) for n in ("a.txt", "b.txt", "!.txt")])
+    with Context.from_tar(body, workdir) as ctx:
+        assert [r for r, _ in ctx.sources("[^a].txt")] == ["!.txt", "b.txt"]
+        assert [r for r, _ in ctx.sources("[!a].txt")] == ["!.txt", "a.txt"]
+        assert [r for r, _ in ctx.sources("[a-b].txt")] == ["a.txt", "b.txt"]

@@ -8,7 +8,6 @@ symlinks pointing out all resolve inside).
 from __future__ import annotations
 
 import errno
-import fnmatch
 import hashlib
 import os
 import posixpath
@@ -217,7 +216,7 @@ def _match(pattern: str, path: str) -> bool:
     # filepath.Match: `*` and `?` never cross a `/`
     pp, sp = pattern.split("/"), path.split("/")
     return len(pp) == len(sp) and all(
-        fnmatch.fnmatchcase(s, p) for p, s in zip(pp, sp, strict=True)
+        dockerignore.match_component(p, s) for p, s in zip(pp, sp, strict=True)
     )
 
 

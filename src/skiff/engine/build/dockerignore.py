@@ -6,6 +6,7 @@ everything under it. Used by the builder on the context it received.
 
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import re
@@ -89,6 +90,17 @@ def _regex(pattern: str) -> re.Pattern[str]:
         i += 1
     out.append("$")
     return re.compile("".join(out), re.S)
+
+
+@functools.lru_cache(maxsize=256)
+def _component_regex(pattern: str) -> re.Pattern[str]:
+    return _regex(pattern)
+
+
+def match_component(pattern: str, name: str) -> bool:
+    """Go's filepath.Match for one path component: `*`, `?`, classes with `^`
+    negation (`[!...]` is a class holding `!`), `\\` escapes."""
+    return _component_regex(pattern).match(name) is not None
 
 
 def compile_patterns(lines: list[str]) -> list[Pattern]:
