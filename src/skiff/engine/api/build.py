@@ -69,6 +69,7 @@ def register(router: Router, daemon: Daemon) -> None:
 
     async def build(request: Request) -> Response:
         opts = options(request)
+
         async def body() -> AsyncIterator[bytes]:
             # pieces of 256 KiB or more (a chunked upload comes in many small chunks):
             # fewer hand-overs to the thread that unpacks the context
