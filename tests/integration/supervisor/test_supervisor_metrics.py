@@ -31,7 +31,22 @@ def parse_metrics(out: str, container_id: str) -> dict[str, str]:
             name, value = line.split(None, 1)
             rows[name] = value.strip()
     assert list(rows) == ROWS, out
+    check_layout(lines, container_id)
     return rows
+
+
+def check_layout(lines: list[str], container_id: str) -> None:
+    """Go's tabwriter (padding 4, cells tab-terminated): each block's cells padded
+    to the block's widest plus four, trailing cells too, so a block's lines are
+    equally long."""
+    id_width = max(len("ID"), len(container_id)) + 4
+    assert lines[0].index("TIMESTAMP") == id_width and lines[1][id_width - 1] == " ", lines
+    assert len(lines[0]) == len(lines[1]) and lines[0].endswith("    "), lines
+    name_width = len("memory.usage_in_bytes") + 4
+    block = [line for line in lines[3:] if line]
+    assert len({len(line) for line in block}) == 1 and block[0].endswith("    "), block
+    for line in block:
+        assert line[name_width - 1] == " " and line[name_width] != " ", block
 
 
 def shape(out: str) -> list[str]:
