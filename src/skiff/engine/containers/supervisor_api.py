@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import any_pb2, empty_pb2, field_mask_pb2
+from google.protobuf import any_pb2, field_mask_pb2
 
 from skiff import errors
 from skiff.api.gen.containerd.events import task_pb2 as task_events
@@ -33,6 +34,8 @@ from skiff.api.gen.containerd.services.snapshots.v1 import snapshots_pb2_grpc as
 from skiff.api.gen.containerd.services.tasks.v1 import tasks_pb2 as tpb
 from skiff.api.gen.containerd.services.tasks.v1 import tasks_pb2_grpc as tgrpc
 from skiff.api.gen.containerd.types import mount_pb2
+
+log = logging.getLogger("skiffd.containers")
 
 RUNTIME = "io.containerd.skiff.v1"
 SNAPSHOTTER = "overlayfs"
@@ -342,13 +345,11 @@ class SupervisorAPI:
                 if env.topic != "/tasks/exit":
                     continue
                 ev = task_events.TaskExit()
-                env.event.Unpack(ev) if env.event.type_url.endswith("TaskExit") else None
-                if not ev.container_id:
-                    with contextlib.suppress(Exception):
-                        ev.ParseFromString(env.event.value)
+                try:
+                    ev.ParseFromString(env.event.value)
+                except Exception:  # a payload we cannot read is not an exit we can act on
+                    log.warning("undecodable /tasks/exit event (%s)", env.event.type_url)
+                    continue
                 yield Exit(
                     ev.container_id, ev.id, int(ev.pid), int(ev.exit_status), _ts(ev.exited_at)
                 )
-
-
-_ = empty_pb2  # the generated stubs import it; keep the dependency visible
