@@ -88,6 +88,7 @@ class Runtime:
             raise InvalidArgument(
                 "cannot use console socket if runc will not detach or allocate tty"
             )
+        _warn_unsupported_lsm(process, self.warn)
         os.makedirs(self.root, 0o711, exist_ok=True)
         state_dir = os.path.join(self.root, container_id)
         try:
@@ -382,6 +383,7 @@ class Runtime:
         from skiff.runtime import process as proc
 
         container = st.Container.load(self.root, container_id)
+        _warn_unsupported_lsm(process, self.warn)
         status = container.status()
         if status == st.PAUSED and not ignore_paused:
             raise FailedPrecondition(
@@ -529,6 +531,16 @@ def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
         if pid == wait_pid:
             code = os.waitstatus_to_exitcode(status)
             return code if code >= 0 else 128 - code
+
+
+def _warn_unsupported_lsm(process: Process, warn: Any) -> None:
+    """AppArmor and SELinux labels are ignored, with a warning, where the host has neither."""
+    if process.get("apparmorProfile") and not os.path.exists("/sys/kernel/security/apparmor"):
+        warn(
+            f"apparmor is not enabled on this host: ignoring profile {process['apparmorProfile']!r}"
+        )
+    if process.get("selinuxLabel") and not os.path.exists("/sys/fs/selinux/enforce"):
+        warn(f"selinux is not enabled on this host: ignoring label {process['selinuxLabel']!r}")
 
 
 def _exec_cgroups(manager: Manager, specs: list[str]) -> list[str]:

@@ -80,3 +80,28 @@ def test_waiting_init_is_out_of_reach(bundle: Path, tmp_path: Path) -> None:
         assert set(fds) <= {"0", "1", "2", "3"}, fds
     finally:
         subprocess.run([*base, "delete", "--force", cid], capture_output=True)
+
+
+def test_lsm_labels_ignored_with_a_warning(bundle: Path, tmp_path: Path) -> None:
+    if Path("/sys/kernel/security/apparmor").exists():
+        pytest.skip("this host has AppArmor: the profile would be applied, not ignored")
+    spec = json.loads((bundle / "config.json").read_text())
+    spec["process"]["apparmorProfile"] = "skiff-test-profile"
+    spec["process"]["selinuxLabel"] = "system_u:system_r:container_t:s0"
+    spec["process"]["args"] = ["echo", "ran"]
+    (bundle / "config.json").write_text(json.dumps(spec))
+    cid = "lsm-" + uuid.uuid4().hex[:8]
+    state = str(tmp_path / "state")
+    res = subprocess.run(
+        [RUNC, "--root", state, "run", "--bundle", str(bundle), cid],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+    )
+    subprocess.run([RUNC, "--root", state, "delete", "--force", cid], capture_output=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "ran\n"
+    assert "apparmor is not enabled on this host" in res.stderr
+    assert "selinux is not enabled on this host" in res.stderr
+    assert "level=warning" in res.stderr
