@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from google.protobuf import any_pb2, empty_pb2
@@ -147,7 +148,8 @@ class TasksAdapter:
             ids = [p.id for p in self.s.list()]
         out = []
         for cid, data in self.s.metrics(ids):
-            out.append(metrics_pb2.Metric(id=cid, data=any_out(data)))
+            now = ts(time.time_ns())
+            out.append(metrics_pb2.Metric(timestamp=now, id=cid, data=any_out(data)))
         return pb.MetricsResponse(metrics=out)
 
     @unary
