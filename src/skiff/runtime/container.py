@@ -166,6 +166,16 @@ class Runtime:
                 cgroup_dirs=cgroup_dirs,
                 unified=manager.unified,
             )
+            if any(
+                ns.get("type") == "user" and not ns.get("path")
+                for ns in linux_cfg.get("namespaces", [])
+            ):
+                from skiff.runtime import rootfs as rootfs_mod
+                from skiff.runtime import tty
+
+                job.bind_sources = rootfs_mod.bind_sources(bundle, spec)
+                if job.bind_sources:
+                    job.fd_sock = tty.socketpair()
             hooks = spec.get("hooks", {})
 
             def on_hooks(pid: int) -> None:
@@ -179,9 +189,19 @@ class Runtime:
                 self.debug("child process in init()")
 
             self.debug("nsexec container setup")
-            pid = proc.spawn_init(
-                job, proc.Channel(), join, lambda a: _write_idmaps(a, spec), on_hooks
-            )
+            try:
+                pid = proc.spawn_init(
+                    job,
+                    proc.Channel(),
+                    join,
+                    lambda a: _write_idmaps(a, spec),
+                    on_hooks,
+                    lambda a: _open_in_mount_ns(a, job.bind_sources),
+                )
+            finally:
+                if job.fd_sock:
+                    for fd in job.fd_sock:
+                        os.close(fd)
             self.debug("init: closing the pipe to signal completion")
             container.data["pid"] = pid
             container.data["start_time"] = st.proc_start_time(pid)
@@ -531,6 +551,33 @@ def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
         if pid == wait_pid:
             code = os.waitstatus_to_exitcode(status)
             return code if code >= 0 else 128 - code
+
+
+def _open_in_mount_ns(pid: int, sources: dict[int, str]) -> list[int]:
+    """O_PATH descriptors of `sources`, opened as host root inside pid's mount namespace
+    (a mount can only be bound from a descriptor of the same namespace), as runc does."""
+    from skiff.runtime import linux
+
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    theirs = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    fds: list[int] = []
+    try:
+        linux.setns(theirs, linux.CLONE_NEWNS)
+        try:
+            for index in sorted(sources):
+                fds.append(os.open(sources[index], os.O_PATH | os.O_CLOEXEC))
+        finally:
+            linux.setns(own, linux.CLONE_NEWNS)
+            os.fchdir(cwd)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    finally:
+        for fd in (own, cwd, theirs):
+            os.close(fd)
+    return fds
 
 
 def _warn_unsupported_lsm(process: Process, warn: Any) -> None:

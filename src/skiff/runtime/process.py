@@ -107,6 +107,11 @@ class InitJob:
         self.bundle = bundle
         self.rootfs = rootfs_path
         self.fifo_fd = fifo_fd  # O_PATH, opened by P: the state dir may be closed to init
+        # bind sources (mount index -> absolute path) that init, inside a user namespace,
+        # may be unable to reach: P opens them in init's mount namespace and passes the fds
+        self.bind_sources: dict[int, str] = {}
+        self.fd_sock: tuple[int, int] | None = None
+        self.mount_fds: dict[int, int] = {}
         self.console_fd = console_fd
         self.no_pivot = no_pivot
         self.preserve_fds = preserve_fds
@@ -161,7 +166,7 @@ def _child_fail(chan: Channel, exc: BaseException) -> NoReturn:
 
 def preload(spec: Spec, process: Process) -> None:
     """Import, before any fork, what the child will need after the host is gone."""
-    if process.get("terminal"):
+    if process.get("terminal") or spec.get("linux", {}).get("uidMappings"):
         import _socket  # noqa: F401
     if spec.get("linux", {}).get("seccomp"):
         from skiff.runtime import seccomp as seccomp_mod
@@ -180,6 +185,7 @@ def spawn_init(
     on_child: Callable[[int], None],
     on_idmap: Callable[[int], None],
     on_hooks: Callable[[int], None],
+    on_mount_sources: Callable[[int], list[int]] | None = None,
 ) -> int:
     """Fork init; returns B's pid once it waits on the exec FIFO."""
     preload(job.spec, job.spec.get("process", {}))
@@ -204,6 +210,13 @@ def spawn_init(
             if kind == "idmap":
                 on_idmap(a_pid)
                 chan.send({"type": "idmap-done"}, up=False)
+            elif kind == "mountsources" and job.fd_sock and on_mount_sources:
+                fds = on_mount_sources(a_pid)
+                try:
+                    _send_fds(job.fd_sock[0], fds)
+                finally:
+                    for fd in fds:
+                        os.close(fd)
             elif kind == "pid":
                 b_pid = int(msg["pid"])
                 os.waitpid(a_pid, 0)
@@ -252,6 +265,10 @@ def _stage_a(job: InitJob, chan: Channel) -> None:
     rest = flags & ~linux.CLONE_NEWUSER
     if rest:
         linux.unshare(rest)
+    if job.bind_sources and job.fd_sock and rest & linux.CLONE_NEWNS:
+        chan.send({"type": "mountsources"}, up=True)
+        fds = _recv_fds(job.fd_sock[1], len(job.bind_sources))
+        job.mount_fds = dict(zip(sorted(job.bind_sources), fds, strict=True))
     b_pid = os.fork()
     if b_pid == 0:
         try:
@@ -289,6 +306,7 @@ def _stage_b(job: InitJob, chan: Channel, flags: int, joins: list[tuple[str, str
             bool(flags & linux.CLONE_NEWCGROUP),
             job.cgroup_dirs,
             job.unified,
+            job.mount_fds,
         )
         rootfs.prepare(ctx)
     hooks = spec.get("hooks", {})
@@ -502,6 +520,31 @@ def setup_console(console_fd: int | None, process: Process, mount_console: bool)
         os.dup2(slave, fd, inheritable=True)
     if slave > 2:
         os.close(slave)
+
+
+def _send_fds(sock_fd: int, fds: list[int]) -> None:
+    import _socket
+
+    sock = _socket.socket(fileno=os.dup(sock_fd))
+    try:
+        data = struct.pack(f"{len(fds)}i", *fds)
+        sock.sendmsg([b"F"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, data)])
+    finally:
+        sock.close()
+
+
+def _recv_fds(sock_fd: int, count: int) -> list[int]:
+    import _socket
+
+    sock = _socket.socket(fileno=os.dup(sock_fd))
+    try:
+        _, ancillary, _, _ = sock.recvmsg(16, _socket.CMSG_SPACE(4 * count))
+    finally:
+        sock.close()
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            return list(struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]))
+    raise SetupError("mount sources were not passed to init")
 
 
 def send_fd(sock_fd: int, fd: int, name: bytes) -> None:

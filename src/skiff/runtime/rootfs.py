@@ -198,6 +198,7 @@ class Context:
         cgroupns: bool,
         cgroup_dirs: dict[str, str],
         unified: bool,
+        mount_fds: dict[int, int] | None = None,
     ):
         self.bundle = bundle
         self.rootfs = rootfs
@@ -206,6 +207,19 @@ class Context:
         self.cgroupns = cgroupns
         self.cgroup_dirs = cgroup_dirs  # v1 controller (or '' for v2) -> host directory
         self.unified = unified
+        # bind sources the runtime opened for us (mount index -> O_PATH fd)
+        self.mount_fds = mount_fds or {}
+
+
+def bind_sources(bundle: str, spec: Spec) -> dict[int, str]:
+    """The absolute source path of every bind mount, by mount index."""
+    sources: dict[int, str] = {}
+    for i, m in enumerate(spec.get("mounts", [])):
+        flags, _, _ = parse_options(m.get("options", []))
+        if m.get("type") == "bind" or flags & linux.MS_BIND:
+            source = m.get("source", "")
+            sources[i] = source if os.path.isabs(source) else os.path.join(bundle, source)
+    return sources
 
 
 def prepare(ctx: Context) -> None:
@@ -219,14 +233,14 @@ def prepare(ctx: Context) -> None:
     # the rootfs must be a mount point for pivot_root
     linux.mount(ctx.rootfs, ctx.rootfs, "bind", linux.MS_BIND | linux.MS_REC)
     has_dev = False
-    for m in ctx.spec.get("mounts", []):
+    for i, m in enumerate(ctx.spec.get("mounts", [])):
         if os.path.normpath(m["destination"]) == "/dev":
             has_dev = True
-        mount_entry(ctx, m)
+        mount_entry(ctx, m, ctx.mount_fds.get(i, -1))
     create_devices(ctx, has_dev)
 
 
-def mount_entry(ctx: Context, m: Mount) -> None:
+def mount_entry(ctx: Context, m: Mount, source_fd: int = -1) -> None:
     kind = m.get("type", "")
     source = m.get("source", "")
     flags, propagation, data = parse_options(m.get("options", []))
@@ -243,6 +257,8 @@ def mount_entry(ctx: Context, m: Mount) -> None:
     if kind == "bind" or flags & linux.MS_BIND:
         if not os.path.isabs(source):
             source = os.path.join(ctx.bundle, source)
+        if source_fd >= 0:
+            source = f"/proc/self/fd/{source_fd}"
         if not os.path.exists(source):
             raise FileNotFoundError(f"bind mount source {source} does not exist")
         if os.path.isdir(source):
