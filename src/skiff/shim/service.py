@@ -313,7 +313,7 @@ class TaskService:
                 self._path(EXIT_FILE),
                 f"{status} {at_ns // 1_000_000_000} {at_ns % 1_000_000_000}\n",
             )
-        p.io.close()
+        p.io.process_exited()
         self._publisher.publish(
             events.TaskExit(
                 container_id=self.container_id,
@@ -331,9 +331,8 @@ class TaskService:
             if p.status in (api.RUNNING, api.PAUSED):
                 raise FailedPrecondition(f"cannot delete a {_NAMES[p.status]} process")
             was_created = p.status == api.CREATED
+        p.io.close()
         if req.exec_id:
-            if was_created:
-                p.io.close()
             with self._lock:
                 self._processes.pop(req.exec_id, None)
             _remove_quiet(p.spec_path)

@@ -57,7 +57,9 @@ def _is_fifo(path: str) -> bool:
 class ProcessIO:
     def __init__(self, stdin: str, stdout: str, stderr: str, terminal: bool) -> None:
         self.stdin, self.stdout, self.stderr, self.terminal = stdin, stdout, stderr, terminal
-        self._held: list[int] = []  # closed when the process exits
+        # readers of the output FIFOs: kept until the process is deleted, so what it
+        # wrote last stays in the FIFO for a client that (re)connects after its exit
+        self._held: list[int] = []
         self._stdin_writer: int | None = None  # where the stdin copy writes
         self._child: list[int] = []  # closed once the runtime has them
         self._stdout_writer: int | None = None
@@ -181,17 +183,25 @@ class ProcessIO:
     def wait_copied(self, timeout: float) -> None:
         self._copied.wait(timeout)
 
-    def close(self) -> None:
-        """The process is gone: let go of everything."""
+    def process_exited(self) -> None:
+        """The process is gone: let go of everything but the output FIFOs' readers."""
         self.close_stdin()
         with self._lock:
-            for fd in [*self._held, *self._child]:
+            for fd in self._child:
                 _close(fd)
-            self._held, self._child = [], []
+            self._child = []
             for maybe in (self._stdout_writer, self._master):
                 if maybe is not None:
                     _close(maybe)
             self._stdout_writer = self._master = None
+
+    def close(self) -> None:
+        """The process is deleted (or never started): let go of everything."""
+        self.process_exited()
+        with self._lock:
+            for fd in self._held:
+                _close(fd)
+            self._held = []
 
 
 def _close(fd: int) -> None:

@@ -21,7 +21,9 @@ def test_sigkill_skiffd_and_restart(own_engine: Engine) -> None:
         "-c",
         "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done",
     )
-    eng.docker("run", "-d", "--name", "quitter", "busybox", "sh", "-c", "sleep 2; exit 9")
+    eng.docker(
+        "run", "-d", "--name", "quitter", "busybox", "sh", "-c", "sleep 2; echo last words; exit 9"
+    )
     eng.docker("create", "--name", "idle", "busybox", "true")
     eng.docker("run", "--name", "done", "busybox", "sh", "-c", "echo finished; exit 4", check=False)
     pids = {
@@ -38,6 +40,8 @@ def test_sigkill_skiffd_and_restart(own_engine: Engine) -> None:
         states[n] = st
     assert states == {"ticker": "running", "quitter": "exited", "idle": "created", "done": "exited"}
     assert eng.docker("wait", "quitter").stdout.strip() == "9"
+    # what it wrote while skiffd was down, just before it exited, is not lost
+    assert eng.docker("logs", "quitter").stdout == "last words\n"
     assert eng.docker("inspect", "-f", "{{.State.ExitCode}}", "done").stdout.strip() == "4"
     assert eng.docker("logs", "done").stdout == "finished\n"
     # the ticker never stopped: same pid, and its log goes on without a hole
