@@ -341,8 +341,17 @@ def register(router: Router, daemon: Daemon) -> None:
         if c.status == Status.PAUSED:
             raise Conflict("You cannot attach to a paused container, unpause it first")
         detach = parse_detach_keys(request.q("detachKeys"))
+        early: AttachSink | None = None
+        if request.q_bool("stream"):
+            # `docker run` attaches, then starts once it has the 101: as dockerd, the
+            # attach (its event and its share of the output) is in place before the
+            # response goes out, so the start can neither come first nor lose output
+            early = AttachSink()
+            if not request.q_bool("logs"):
+                early.register(svc, c)
+            svc.events.emit("container", "attach", c.id, svc.attrs(c))
         return HijackResponse(
-            lambda reader, writer: attach_session(svc, c, request, reader, writer, detach),
+            lambda reader, writer: attach_session(svc, c, request, reader, writer, detach, early),
             wants_upgrade(request),
             "application/vnd.docker.raw-stream"
             if c.config.get("Tty")
@@ -562,6 +571,7 @@ async def attach_session(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
     detach_keys: bytes,
+    early: AttachSink | None = None,
 ) -> None:
     tty = bool(c.config.get("Tty"))
     want = {
@@ -570,10 +580,9 @@ async def attach_session(
     }
     want_stdin = request.q_bool("stdin") and bool(c.config.get("OpenStdin"))
     stream = request.q_bool("stream")
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-
-    def sink(name: str, data: bytes) -> None:
-        queue.put_nowait((name, data))
+    att = early or AttachSink()
+    queue = att.queue
+    sink = att.sink
 
     if request.q_bool("logs"):
         max_file = int(((c.host.get("LogConfig") or {}).get("Config") or {}).get("max-file") or 1)
@@ -586,13 +595,11 @@ async def attach_session(
     if not stream:
         writer.close()
         return
+    if not att.registered:
+        att.register(svc, c)
     attached = svc.attachers.setdefault(c.id, [])
-    attached.append(sink)
-    svc.events.emit("container", "attach", c.id, svc.attrs(c))
-    io = svc.stdio.get(c.id)
-    if io is not None and c.running:
-        io.sinks.append(sink)
     detached = asyncio.Event()
+    ended = asyncio.Event()
 
     async def pump_in() -> None:
         matched = 0
@@ -623,12 +630,17 @@ async def attach_session(
                 await target.write_stdin(data)
         except (ConnectionError, OSError):
             return
-        # the client closed its side: with StdinOnce the container's stdin ends too
-        # (closing our end of the FIFO is the EOF: the shim forwards what is buffered first)
-        if c.config.get("StdinOnce"):
+        # the client closed its side. As dockerd: without a TTY and with StdinOnce the
+        # container's stdin ends too (closing our end of the FIFO is the EOF: the shim
+        # forwards what is buffered first) and the output goes on; otherwise the session
+        # ends and the container's stdin stays open for the next attach (the docker CLI
+        # closes its side when it sees the detach keys itself, so a TTY session ends so)
+        if c.config.get("StdinOnce") and not tty:
             target = svc.stdio.get(c.id)
             if target is not None:
                 target.close_stdin()
+        else:
+            ended.set()
 
     async def pump_out() -> None:
         while True:
@@ -643,8 +655,9 @@ async def attach_session(
     in_task = asyncio.get_running_loop().create_task(pump_in()) if want_stdin else None
     out_task = asyncio.get_running_loop().create_task(pump_out())
     detach_task = asyncio.get_running_loop().create_task(detached.wait())
+    end_task = asyncio.get_running_loop().create_task(ended.wait())
     try:
-        await asyncio.wait({out_task, detach_task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({out_task, detach_task, end_task}, return_when=asyncio.FIRST_COMPLETED)
         if out_task.done() and not out_task.cancelled():
             out_task.exception()  # a client gone away: nothing to report
         if detached.is_set():
@@ -652,7 +665,7 @@ async def attach_session(
     except (ConnectionError, OSError):
         pass
     finally:
-        for t in (in_task, out_task, detach_task):
+        for t in (in_task, out_task, detach_task, end_task):
             if t is not None and not t.done():
                 t.cancel()
         with contextlib.suppress(ValueError):
@@ -665,6 +678,25 @@ async def attach_session(
             await writer.drain()
         with contextlib.suppress(Exception):
             writer.close()
+
+
+class AttachSink:
+    """One attached client's share of a container's output, queued for its session."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.registered = False
+
+    def sink(self, name: str, data: bytes) -> None:
+        self.queue.put_nowait((name, data))
+
+    def register(self, svc: ContainerService, c: Container) -> None:
+        """Receive the output from now on (and from each later start of the container)."""
+        svc.attachers.setdefault(c.id, []).append(self.sink)
+        io = svc.stdio.get(c.id)
+        if io is not None and c.running:
+            io.sinks.append(self.sink)
+        self.registered = True
 
 
 async def _stdio_when_started(svc: ContainerService, c: Container) -> Any:

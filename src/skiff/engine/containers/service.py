@@ -42,7 +42,7 @@ from skiff.engine.containers.spec import (
 )
 from skiff.engine.containers.stdio import ProcessStdio
 from skiff.engine.containers.supervisor_api import Exit, SupervisorAPI
-from skiff.errors import Conflict, InvalidArgument, NotFound, SkiffError
+from skiff.errors import Conflict, InvalidArgument, NotFound, SkiffError, Unavailable
 
 log = logging.getLogger("skiffd.containers")
 
@@ -634,9 +634,19 @@ class ContainerService:
             self._attach_log(c, io)
             io.sinks.extend(self.attachers.get(cid, []))
             try:
-                pid = await sup.create_task(
-                    cid, mounts, io.stdin_path, io.stdout_path, io.stderr_path, tty
-                )
+                for attempt in range(10):
+                    try:
+                        pid = await sup.create_task(
+                            cid, mounts, io.stdin_path, io.stdout_path, io.stderr_path, tty
+                        )
+                        break
+                    except Unavailable as e:
+                        # the shim of the previous run may still be shutting down: a new
+                        # shim's start then hands out that shim's address, gone a moment
+                        # later ("ttrpc: connect ...")
+                        if attempt == 9 or "ttrpc: connect" not in str(e):
+                            raise
+                        await asyncio.sleep(0.1)
             except BaseException:
                 io.close()
                 raise
