@@ -116,6 +116,41 @@ def ellipsis(s: str, width: int) -> str:
     return s[: width - 1] + "…"
 
 
+def natural_less(a: str, b: str) -> bool:
+    """The docker CLI's natural order (sortorder.NaturalLess): runs of digits compare
+    as numbers, everything else byte by byte."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i].isdigit() and b[j].isdigit():
+            si, sj = i, j
+            while i < len(a) and a[i].isdigit():
+                i += 1
+            while j < len(b) and b[j].isdigit():
+                j += 1
+            na, nb = a[si:i].lstrip("0"), b[sj:j].lstrip("0")
+            if len(na) != len(nb):
+                return len(na) < len(nb)
+            if na != nb:
+                return na < nb
+            if i - si != j - sj:
+                return i - si < j - sj
+        else:
+            if a[i] != b[j]:
+                return a[i] < b[j]
+            i += 1
+            j += 1
+    return len(a) - i < len(b) - j
+
+
+def natural_key(name: str) -> Any:
+    import functools
+
+    def compare(x: str, y: str) -> int:
+        return -1 if natural_less(x, y) else (1 if natural_less(y, x) else 0)
+
+    return functools.cmp_to_key(compare)(name)
+
+
 def short_id(id: str) -> str:
     return id.split(":", 1)[-1][:12]
 

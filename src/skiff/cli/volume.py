@@ -39,7 +39,7 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
     p.add_argument("--format", default="")
     o = p.parse_args(argv)
     vols = cli.client.volumes(parse_kv_filters(o.filter)).get("Volumes") or []
-    vols.sort(key=lambda v: v["Name"])
+    vols.sort(key=lambda v: fmt.natural_key(v["Name"]))
     if o.quiet and not o.format:
         for v in vols:
             cli.print(v["Name"])

@@ -112,3 +112,18 @@ def test_stdin_detection() -> None:
     assert bc.is_archive(bc.tar_single("Dockerfile", b"FROM scratch\n"))
     assert bc.is_archive(b"\x1f\x8b\x08rest")
     assert not bc.is_archive(b"FROM busybox\nRUN true\n")
+
+
+def test_natural_order_as_the_docker_cli_sorts_names() -> None:
+    from skiff.cli.formatting import natural_key
+
+    names = ["n45407125", "n4f1463b0", "bridge", "a10", "a9", "a-1", "a09"]
+    assert sorted(names, key=natural_key) == [
+        "a-1",
+        "a9",
+        "a09",
+        "a10",
+        "bridge",
+        "n4f1463b0",
+        "n45407125",
+    ]
