@@ -129,7 +129,23 @@ def run_daemon(args: Args, bundle: str, listener: socket.socket, socket_path: st
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
     stopping = threading.Event()
 
+    try:
+        own_socket = os.stat(socket_path).st_ino
+    except OSError:
+        own_socket = -1
+
+    def release_socket_path() -> None:
+        # only ours: a new shim for the same id may already listen at this path
+        try:
+            if os.stat(socket_path).st_ino == own_socket:
+                os.unlink(socket_path)
+        except OSError:
+            pass
+
     def shutdown() -> None:
+        # at once, so that a `start` for the same id right after our Delete makes a new
+        # shim instead of handing out the address of one that is going away
+        release_socket_path()
         stopping.set()
         os.kill(os.getpid(), signal.SIGUSR1)
 
@@ -166,10 +182,7 @@ def run_daemon(args: Args, bundle: str, listener: socket.socket, socket_path: st
     time.sleep(0.05)
     publisher.flush(2.0)
     server.close()
-    try:
-        os.unlink(socket_path)
-    except OSError:
-        pass
+    release_socket_path()
     log("shut down")
     sys.stdout.flush()
     return 0
