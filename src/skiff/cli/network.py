@@ -21,7 +21,9 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
     p.add_argument("--format", default="")
     p.add_argument("--no-trunc", action="store_true")
     o = p.parse_args(argv)
-    nets = sorted(cli.client.networks(parse_kv_filters(o.filter)), key=lambda n: fmt.natural_key(n["Name"]))
+    nets = sorted(
+        cli.client.networks(parse_kv_filters(o.filter)), key=lambda n: fmt.natural_key(n["Name"])
+    )
     trunc = not o.no_trunc
     if o.quiet and not o.format:
         for n in nets:

@@ -365,9 +365,7 @@ class Manager:
             if "/" in key:
                 raise InvalidArgument(f"invalid unified resource {key}")
             self._set("", key, value)
-        # device rules need an eBPF program in v2; like runc without it, we say so
-        if r.get("devices") and not os.path.exists(os.path.join(self.root, ".skiff-fake-cgroup2")):
-            pass
+        # device rules need an eBPF program in v2: they are not applied (docs/runtime.md)
 
     # --- freezer
 

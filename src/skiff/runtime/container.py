@@ -516,11 +516,6 @@ class Runtime:
         return code
 
 
-def default_process(spec: Spec) -> Process:
-    process: Process = dict(spec.get("process", {}))  # type: ignore[assignment]
-    return process
-
-
 def _wait_forwarding(wait_pid: int, signal_pid: int) -> int:
     """Wait for our child, passing on the signals we get, as `runc run` does."""
     forward = (

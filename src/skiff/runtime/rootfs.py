@@ -273,8 +273,6 @@ def mount_entry(ctx: Context, m: Mount, source_fd: int = -1) -> None:
         mount_cgroup(ctx, dest, flags)
     else:
         _mkdir_all(dest)
-        if kind == "sysfs" and ctx.userns and not ctx.spec.get("linux", {}).get("namespaces"):
-            pass
         try:
             linux.mount(source or kind, dest, kind or None, flags, data)
         except PermissionError:
@@ -283,8 +281,6 @@ def mount_entry(ctx: Context, m: Mount, source_fd: int = -1) -> None:
                 linux.mount("/sys", dest, "bind", linux.MS_BIND | linux.MS_REC)
             else:
                 raise
-        if kind == "tmpfs" and flags & linux.MS_RDONLY:
-            pass
     attr_set, attr_clr = recursive_attrs(m.get("options", []))
     if attr_set or attr_clr:
         linux.mount_setattr_recursive(dest, attr_set, attr_clr)

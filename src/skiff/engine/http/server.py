@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from skiff.errors import InvalidArgument, NotFound, SkiffError
+from skiff.errors import InvalidArgument, SkiffError
 
 log = logging.getLogger("skiffd.http")
 
@@ -285,13 +285,6 @@ class Server:
         self.servers: list[asyncio.AbstractServer] = []
         self.connections: set[asyncio.Task[None]] = set()
 
-    async def serve_unix(self, path: str) -> asyncio.AbstractServer:
-        server = await asyncio.start_unix_server(
-            self._connection, path=path, limit=MAX_HEADER_BYTES
-        )
-        self.servers.append(server)
-        return server
-
     async def serve_sock(self, sock: socket.socket, ssl: Any = None) -> asyncio.AbstractServer:
         if sock.family == socket.AF_UNIX:
             server = await asyncio.start_unix_server(
@@ -497,7 +490,3 @@ class Server:
 
 def wants_upgrade(request: Request) -> bool:
     return "upgrade" in request.headers.get("connection", "").lower()
-
-
-def not_found(kind: str, name: str) -> NotFound:
-    return NotFound(f"No such {kind}: {name}")
