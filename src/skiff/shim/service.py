@@ -389,7 +389,15 @@ class TaskService:
             except ProcessLookupError:
                 raise NotFound("process already finished")
             return
-        self._oci().kill(req.id, req.signal, req.all)
+        try:
+            self._oci().kill(req.id, req.signal, req.all)
+        except Internal as e:
+            # as containerd's runc shim: a process that went away between our status check
+            # and the runtime's kill is "already finished", not an internal error
+            text = str(e)
+            if any(m in text for m in ("not running", "no such process", "already finished")):
+                raise NotFound("process already finished") from e
+            raise
 
     def exec(self, req: api.ExecProcessRequest) -> None:
         init = self._process(req.id)
