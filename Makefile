@@ -5,10 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := python3 python3-venv python3-dev gcc busybox-static libseccomp2 \
 	iproute2 util-linux procps tmux runc crun containerd docker.io docker-registry \
-	skopeo umoci nftables apache2-utils curl
+	skopeo umoci nftables apache2-utils curl docker-compose
 STATE := /run/skiff-make
 
-.PHONY: install apt venv images run stop test check lint typecheck layers bench bench-pull bench-engine runc-bats clean
+.PHONY: install apt venv images run stop test check lint typecheck layers bench bench-pull bench-engine bench-network runc-bats clean
 
 install: apt venv
 	@# bytecode up front: the runtime's start-up cost is measured, and
@@ -63,6 +63,9 @@ bench-pull: install
 
 bench-engine: install images
 	$(BIN)/python bench/engine.py
+
+bench-network: install images
+	$(BIN)/python bench/network.py
 
 runc-bats: install images
 	bash tests/runc-bats/run.sh
