@@ -67,11 +67,22 @@ def create_container(cli: Cli, body: dict[str, Any], name: str | None, pull: str
     return str(created["Id"])
 
 
+def with_console_size(body: dict[str, Any]) -> None:
+    """A TTY container starts with the size of our terminal (HostConfig.ConsoleSize, as the
+    docker CLI sends it), so a program that reads its size once at start sees the right one."""
+    from skiff.cli.streams import terminal_size
+
+    size = terminal_size(sys.stdout.fileno()) if body.get("Tty") else None
+    if size and size[0] and size[1]:
+        body.setdefault("HostConfig", {})["ConsoleSize"] = [size[0], size[1]]
+
+
 def cmd_create(cli: Cli, argv: list[str]) -> int:
     p = parser("create", usage="skiff create [OPTIONS] IMAGE [COMMAND] [ARG...]", add_help=False)
     add_create_flags(p, run=False)
     o = p.parse_args(argv)
     body = build_create_body(o, run=False)
+    with_console_size(body)
     cid = create_container(cli, body, o.name, o.pull, o.platform, o.quiet)
     if o.cidfile:
         with open(o.cidfile, "w") as f:
@@ -96,6 +107,7 @@ def cmd_run(cli: Cli, argv: list[str]) -> int:
     if o.detach and o.rm is False and o.attach:
         raise UsageError("Conflicting options: -a and -d")
     body = build_create_body(o, run=True)
+    with_console_size(body)
     try:
         cid = create_container(cli, body, o.name, o.pull, o.platform, o.quiet)
     except APIError as e:
@@ -543,12 +555,20 @@ def cmd_exec(cli: Cli, argv: list[str]) -> int:
     }
     if o.detach_keys:
         config["DetachKeys"] = o.detach_keys
+    from skiff.cli.streams import terminal_size
+
+    # the docker CLI sends the terminal's size at create and at start (ConsoleSize), so
+    # the process starts with it instead of 0x0 until the first resize
+    size = terminal_size(sys.stdout.fileno()) if o.tty and os.isatty(0) else None
+    console = [size[0], size[1]] if size and size[0] and size[1] else None
+    if console:
+        config["ConsoleSize"] = console
     client = cli.client
     exec_id = client.exec_create(o.container, config)
     if o.detach:
         client.exec_start_detached(exec_id)
         return 0
-    conn = client.exec_attach(exec_id, o.tty)
+    conn = client.exec_attach(exec_id, o.tty, console)
     try:
         with (
             raw_terminal(0, o.tty and o.interactive and os.isatty(0)),

@@ -420,8 +420,12 @@ class Client:
     def exec_start_detached(self, exec_id: str) -> None:
         self.call("POST", f"/exec/{exec_id}/start", json_body={"Detach": True, "Tty": False})
 
-    def exec_attach(self, exec_id: str, tty: bool) -> Hijacked:
-        return self.hijack(f"/exec/{exec_id}/start", json_body={"Detach": False, "Tty": tty})
+    def exec_attach(self, exec_id: str, tty: bool,
+                    console_size: list[int] | None = None) -> Hijacked:  # fmt: skip
+        body: JSON = {"Detach": False, "Tty": tty}
+        if console_size:
+            body["ConsoleSize"] = console_size
+        return self.hijack(f"/exec/{exec_id}/start", json_body=body)
 
     def exec_inspect(self, exec_id: str) -> JSON:
         result: JSON = self.call("GET", f"/exec/{exec_id}/json")

@@ -203,3 +203,30 @@ def test_not_a_tty_and_pull_progress_in_a_terminal(
     # per-layer lines are redrawn in place: cursor up, clear line, and back down
     assert b"\x1b[2K" in seen and b"A\x1b[2K\r" in seen and b"Pull complete" in seen
     skiff("rmi", ref)
+
+
+def test_exec_it_starts_with_the_terminal_size(
+    skiff: Runner, daemon: Daemon, config_dir: Path
+) -> None:
+    # a command that reads its size once, at once: only ConsoleSize (sent at exec create
+    # and start) can give it the size, the resize that follows comes too late
+    n = f"t{uuid.uuid4().hex[:10]}"
+    assert skiff("run", "-d", "--name", n, "busybox", "sleep", "300").returncode == 0
+    try:
+        for _ in range(3):
+            with terminal(daemon, config_dir, "exec", "-it", n, "stty", "size") as t:
+                t.expect(b"30 100")
+                assert t.wait() == 0
+    finally:
+        skiff("rm", "-f", n)
+
+
+def test_run_it_sends_the_terminal_size(skiff: Runner, daemon: Daemon, config_dir: Path) -> None:
+    n = f"t{uuid.uuid4().hex[:10]}"
+    try:
+        with terminal(daemon, config_dir, "run", "-it", "--name", n, "busybox", "true") as t:
+            assert t.wait() == 0
+        out = skiff("inspect", "-f", "{{json .HostConfig.ConsoleSize}}", n).stdout
+        assert out == "[30,100]\n"
+    finally:
+        skiff("rm", "-f", n)
