@@ -243,6 +243,7 @@ def main() -> int:
                         "--exec-root", f"{base}/skiffd-exec",
                         "--pidfile", f"{base}/skiffd.pid",
                         "--config-file", str(base / "empty.json"),
+                        "--bridge=none",
                     ],
                     base,
                     base / "skiff.sock",

@@ -152,7 +152,7 @@ def main() -> int:
     argvs = {
         "skiffd": [SKIFFD, "-H", f"unix://{base}/skiff.sock", "--data-root", f"{base}/skiffd-data",
                    "--exec-root", f"{base}/skiffd-exec", "--pidfile", f"{base}/skiffd.pid",
-                   "--config-file", f"{base}/empty.json"],
+                   "--config-file", f"{base}/empty.json", "--bridge=none"],
         "dockerd": [DOCKERD, "-H", f"unix://{base}/docker.sock", "--data-root", f"{base}/dockerd-data",
                     "--exec-root", f"{base}/dockerd-exec", "--pidfile", f"{base}/dockerd.pid",
                     "--config-file", f"{base}/empty.json", "--bridge=none", "--iptables=false",

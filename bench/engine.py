@@ -187,6 +187,7 @@ def main() -> int:
                         "--exec-root", f"{base}/skiffd-exec",
                         "--pidfile", f"{base}/skiffd.pid",
                         "--config-file", str(_empty_config(base)),
+                        "--bridge=none",
                     ],
                     base,
                     base / "skiff.sock",

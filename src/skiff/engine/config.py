@@ -34,6 +34,11 @@ class DaemonConfig:
     group: str = "skiff"
     bip: str = "172.30.0.1/16"
     default_address_pools: list[dict[str, Any]] = field(default_factory=list)
+    #: the default bridge's interface; "none" disables the default bridge network
+    bridge: str = "skiff0"
+    userland_proxy: bool = True
+    #: false: skiffd writes no nftables rules (no NAT, no isolation, proxy only)
+    iptables: bool = True
     config_file: str = "/etc/skiff/daemon.json"
 
     @property
@@ -60,9 +65,22 @@ _FILE_KEYS = {
     "group": "group",
     "bip": "bip",
     "default-address-pools": "default_address_pools",
+    "bridge": "bridge",
+    "userland-proxy": "userland_proxy",
+    "iptables": "iptables",
     "debug": None,
     "live-restore": None,
 }
+
+
+def _bool_flag(text: str) -> bool:
+    """Go's flag.BoolVar values: `--iptables=false`."""
+    low = text.lower()
+    if low in ("1", "t", "true"):
+        return True
+    if low in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {text!r}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -95,8 +113,15 @@ def parser() -> argparse.ArgumentParser:
         help="allow a tcp:// listener without mutual TLS (dangerous)",
     )
     p.add_argument("-G", "--group")
+    p.add_argument("-b", "--bridge", help='default bridge interface, "none" for no default bridge')
     p.add_argument("--bip")
     p.add_argument("--default-address-pool", action="append", dest="default_address_pools")
+    p.add_argument(
+        "--userland-proxy", type=_bool_flag, nargs="?", const=True, metavar="BOOL", default=None
+    )
+    p.add_argument(
+        "--iptables", type=_bool_flag, nargs="?", const=True, metavar="BOOL", default=None
+    )
     p.add_argument("--live-restore", action="store_true", help="always on in skiffd")
     p.add_argument("-v", "--version", action="store_true")
     return p
@@ -143,6 +168,7 @@ def load(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.Namespac
         "tlskey",
         "group",
         "bip",
+        "bridge",
     ):
         value = getattr(args, attr, None)
         if value:
@@ -157,6 +183,9 @@ def load(argv: list[str] | None = None) -> tuple[DaemonConfig, argparse.Namespac
             fields = dict(item.split("=", 1) for item in spec.split(",") if "=" in item)
             pools.append({"base": fields.get("base", ""), "size": int(fields.get("size", 24))})
         config.default_address_pools = pools
+    for attr in ("userland_proxy", "iptables"):
+        if getattr(args, attr) is not None:
+            setattr(config, attr, getattr(args, attr))
     if args.tls:
         config.tls = True
     if args.tlsverify:

@@ -114,11 +114,14 @@ async def serve(
     from skiff.engine.config import DaemonConfig
     from skiff.engine.daemon import Daemon
     from skiff.engine.http.server import Server
+    from skiff.engine.network.service import NetworkService
     from skiff.engine.supervisor import Supervisor
 
     assert isinstance(config, DaemonConfig)
     supervisor = Supervisor(config)
     daemon = Daemon(config, supervisor)
+    # first among the services: the containers restored after it find their endpoints
+    daemon.services["networks"] = NetworkService(daemon)
     server = Server(build_router(daemon), server_header=f"skiffd/{__version__}")
     for sock, tls in listeners:
         await server.serve_sock(sock, tls)

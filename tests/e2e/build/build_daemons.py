@@ -200,7 +200,7 @@ class Stack:
                 ["nsenter", f"--mount=/proc/{sup.pid}/ns/mnt", str(VENV_BIN / "skiffd"),
                  "-H", self.host, "--data-root", str(self.base / "data"),
                  "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "skiffd.pid"),
-                 "--containerd", str(self.containerd_sock)],
+                 "--containerd", str(self.containerd_sock), "--bridge=none"],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env={**_env(), **(skiffd_env or {})}, start_new_session=True,
             )  # fmt: skip

@@ -251,6 +251,7 @@ def skiffd() -> Iterator[Daemon]:
                 "--exec-root", str(base / "exec"),
                 "--pidfile", str(base / "skiffd.pid"),
                 "--config-file", str(base / "empty.json"),
+                "--bridge=none",  # no bridge or nft table in the host's network namespace
             ]  # fmt: skip
             if port:
                 argv += ["--insecure-registry", f"127.0.0.1:{port}"]

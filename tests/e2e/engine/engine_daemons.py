@@ -170,6 +170,7 @@ class Engine:
                 *supervisor,
                 "--log-level",
                 "debug",
+                "--bridge=none",  # no bridge or nft table in the host's network namespace
                 *extra_args,
             ],
             stdin=subprocess.DEVNULL,

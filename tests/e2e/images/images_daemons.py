@@ -219,6 +219,7 @@ def start_stack(
             "--pidfile", str(base / "skiffd.pid"),
             "--config-file", str(base / "daemon.json"),
             "--containerd", str(stack.containerd_sock),
+            "--bridge=none",  # no bridge or nft table in the host's network namespace
             *(extra_args or []),
         ]  # fmt: skip
         stack.procs.append(start_in_private_ns(argv, slog))

@@ -94,6 +94,7 @@ class NetworkManager:
         userland_proxy: bool = True,
         nft_command: str = "nft",
         mtu: int = 1500,
+        iptables: bool = True,
     ) -> None:
         self.store = NetworkStore(state_dir)
         self.bridge_name = bridge_name
@@ -104,12 +105,15 @@ class NetworkManager:
         self.userland_proxy = userland_proxy
         self.nft_command = nft_command
         self.mtu = mtu
+        #: False (dockerd's --iptables=false): no `ip skiff` table at all
+        self.iptables = iptables
         self._lock = threading.RLock()
         self._loop: ServiceLoop | None = None
         self._proxies: dict[tuple[str, str, int], TcpProxy | UdpProxy] = {}
         self._dns: dict[str, dns.DnsServer] = {}
         self._names = _Names()
         self._applied_rules: str | None = None
+        self._forwarding = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -119,7 +123,6 @@ class NetworkManager:
             self.store.load()
             self._loop = ServiceLoop()
             self._ensure_predefined()
-            _set_sysctl("net/ipv4/ip_forward", "1")
             report = self.reconcile()
             for ep in list(self.store.endpoints.values()):
                 self._start_proxies(ep, restoring=True)
@@ -503,9 +506,19 @@ class NetworkManager:
 
     # ---------------------------------------------------------------- internals
 
+    @property
+    def has_default_bridge(self) -> bool:
+        """False with dockerd's `--bridge=none`: no default bridge network at all."""
+        return self.bridge_name != "none"
+
     def _ensure_predefined(self) -> None:
+        if not self.has_default_bridge:
+            for net in list(self.store.networks.values()):
+                if net.default_bridge and not self.endpoints_of(net.id):
+                    del self.store.networks[net.id]
+                    links.delete_link(net.bridge)
         names = {n.name for n in self.store.networks.values()}
-        if "bridge" not in names:
+        if "bridge" not in names and self.has_default_bridge:
             cfg = IPAMConfig(subnet=str(self.bip.network), gateway=str(self.bip.ip))
             net = Network(
                 id=_new_id(),
@@ -660,6 +673,20 @@ class NetworkManager:
                         p.proto, p.host_ip, p.host_port, ep.ip, p.container_port, net.bridge
                     )
                 )
+        if bridges and not self._forwarding:
+            # only once a bridge exists: a daemon without bridges leaves the host's sysctls be
+            _set_sysctl("net/ipv4/ip_forward", "1")
+            self._forwarding = True
+        if not self.iptables:
+            return
+        if not bridges and not ports:
+            # nothing to program: no table at all (a daemon run with --bridge=none in the
+            # host's namespace adds nothing to the host's ruleset)
+            if self._applied_rules != "":
+                if self._applied_rules is not None or nft.list_table(self.nft_command):
+                    nft.remove(self.nft_command)
+                self._applied_rules = ""
+            return
         text = nft.render(bridges, ports, hairpin_proxy=self.userland_proxy)
         # an nft transaction costs ~20 ms; most attaches (no ports) change nothing
         if text != self._applied_rules:
