@@ -1,161 +1,208 @@
-"""Cost of skiffd's network layer (skiff.engine.network), inside a namespace of its own.
+"""Networking end to end: skiffd beside Debian's dockerd (its bridge, iptables
+rules and docker-proxy), each inside a network namespace this script makes,
+driven by the same docker CLI on the same busybox image, in one run (issue 8).
 
-Measures, for the library the engine calls: attach+release latency of a
-container on a bridge network against `--network none`, and TCP throughput to
-a container through a published port by the userland proxy (127.0.0.1) and by
-nftables DNAT (from a second namespace), against the container's address
-directly. Every packet stays in namespaces this script creates and removes.
-The side-by-side against Debian's dockerd (issue 8) needs skiffd; not here yet.
+  start      `docker run --rm busybox true` on the default bridge network
+             against `docker run --rm --network none busybox true`, rounds
+             interleaved between the daemons: median and p90 latency
+  TCP        throughput to a container running a busybox sink
+             (`nc -ll -p 5000 -e sh -c 'cat >/dev/null'`) published with
+             `-p 5000`: from the daemon's namespace to 127.0.0.1:PORT (the
+             userland proxy: docker-proxy, skiffd's proxy), from a second
+             namespace on a veth ("another machine") to the daemon's address
+             10.98.0.1:PORT (the DNAT path through the kernel), and straight
+             to the container's address (no port publishing at all)
 
-Usage (as root): python bench/network.py [--runs 30] [--mbytes 200]
+Each transfer is N MB from a Python client, timed until the sink has read
+everything and closed (the client half-closes and waits for EOF). Every packet
+stays in namespaces this script creates; the daemons, their containers and
+the namespaces are gone at exit, even on failure.
+
+Usage (as root): python bench/network.py [--runs 20] [--mbytes 200] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import json
 import os
-import secrets
+import shutil
 import socket
 import statistics
-import subprocess
+import sys
 import tempfile
-import threading
 import time
+from pathlib import Path
 
-from skiff.engine.network import NetworkManager, parse_publish
-from skiff.engine.network.netns import CLONE_NEWNET, run_in_netns
-from skiff.runtime import linux
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemons import BUSYBOX_TAR, Daemon, dockerd, in_netns, outside, skiffd, unmount_under
 
 CHUNK = 256 * 1024
+SINK_PORT = 5000
+OUTSIDE_HOST = "10.98.0.1"
 
 
-def _sink_server(sock: socket.socket) -> None:
-    sock.listen(8)
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                return
-            with conn:
-                while conn.recv(CHUNK):
-                    pass
-                conn.sendall(b"k")
-
-    threading.Thread(target=serve, daemon=True).start()
+def p90(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * 0.9 + 0.5) - 1)]
 
 
-def _throughput(connect: socket.socket, total: int) -> float:
+def send(addr: tuple[str, int], total: int, timeout: float = 60) -> float:
+    """Send total bytes to a sink; MB/s from connect to the sink's close."""
     buf = b"\0" * CHUNK
-    start = time.perf_counter()
-    with connect as s:
+    t0 = time.perf_counter()
+    with socket.create_connection(addr, timeout=timeout) as s:
         sent = 0
         while sent < total:
             s.sendall(buf)
             sent += len(buf)
         s.shutdown(socket.SHUT_WR)
-        s.recv(1)
-    return total / (time.perf_counter() - start) / 1e6
+        if s.recv(1) != b"":
+            raise RuntimeError("the sink answered instead of closing")
+    return sent / (time.perf_counter() - t0) / 1e6
 
 
-def _container() -> tuple[subprocess.Popen[bytes], str]:
-    proc = subprocess.Popen(["unshare", "--net", "sleep", "600"])
-    path = f"/proc/{proc.pid}/ns/net"
-    mine = os.stat("/proc/thread-self/ns/net").st_ino
-    while os.stat(path).st_ino == mine:
-        time.sleep(0.001)
-    return proc, path
+def wait_sink(netns: str, addr: tuple[str, int], timeout: float = 30) -> None:
+    """Until a small transfer to addr goes through (a sink that is not listening yet
+    resets the connection; rules may take a moment to be in place)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            in_netns(netns, lambda: send(addr, CHUNK, timeout=5))
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no sink at {addr}: {exc}") from exc
+            time.sleep(0.1)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=30)
-    ap.add_argument("--mbytes", type=int, default=200)
-    args = ap.parse_args()
-    name = f"skiff-b-{secrets.token_hex(4)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    orig = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    procs: list[subprocess.Popen[bytes]] = []
-    mgr: NetworkManager | None = None
-    try:
-        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-        linux.setns(fd, CLONE_NEWNET)
-        os.close(fd)
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-        state = tempfile.mkdtemp(prefix="skiff-bench-net-")
-        mgr = NetworkManager(state, bridge_name="skb" + secrets.token_hex(4), dns_upstreams=[])
-        mgr.start()
-        mgr.create_network("bench", subnet="10.88.0.0/24")
-        proc, path = _container()
-        procs.append(proc)
-        for network in ("none", "bridge", "bench"):
-            times = []
-            for _ in range(args.runs):
+def start_latency(daemons: list[Daemon], runs: int, warmup: int) -> dict[str, dict[str, float]]:
+    variants = {"bridge": ["run", "--rm", "busybox", "true"],
+                "none": ["run", "--rm", "--network", "none", "busybox", "true"]}  # fmt: skip
+    times: dict[tuple[str, str], list[float]] = {(d.name, v): [] for d in daemons for v in variants}
+    for i in range(warmup + runs):
+        order = daemons if i % 2 == 0 else list(reversed(daemons))
+        for d in order:
+            for variant, argv in variants.items():
                 t0 = time.perf_counter()
-                mgr.attach("c" * 64, network, path, name="c")
-                mgr.release_container("c" * 64)
-                times.append((time.perf_counter() - t0) * 1000)
-            print(
-                f"attach+release --network {network:7s} median {statistics.median(times):6.2f} ms"
-                f"  p90 {sorted(times)[int(len(times) * 0.9)]:6.2f} ms"
-            )
-        ep = mgr.attach("d" * 64, "bench", path, name="d", ports=parse_publish("18888:80"))
-        _sink_server(run_in_netns(path, lambda: _bound(80)))
-        # an outside client namespace on a veth: 10.98.0.2 -> host 10.98.0.1
-        client, cpath = _container()
-        procs.append(client)
-        subprocess.run(
-            [
-                "ip",
-                "link",
-                "add",
-                "bx0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "bx1",
-                "netns",
-                str(client.pid),
-            ],
-            check=True,
-        )
-        subprocess.run(["ip", "addr", "add", "10.98.0.1/24", "dev", "bx0"], check=True)
-        subprocess.run(["ip", "link", "set", "bx0", "up"], check=True)
-        for cmd in ("ip addr add 10.98.0.2/24 dev bx1", "ip link set bx1 up"):
-            subprocess.run(["nsenter", f"--net={cpath}", *cmd.split()], check=True)
-        total = args.mbytes * 1_000_000
-        rows = [
-            ("direct to container IP", lambda: socket.create_connection((ep.ip, 80))),
-            (
-                "published, 127.0.0.1 (userland proxy)",
-                lambda: socket.create_connection(("127.0.0.1", 18888)),
-            ),
-            (
-                "published, from outside (nft DNAT)",
-                lambda: run_in_netns(cpath, lambda: socket.create_connection(("10.98.0.1", 18888))),
-            ),
-        ]
-        for label, conn in rows:
-            rates = [_throughput(conn(), total) for _ in range(3)]
-            print(f"TCP {label:40s} {statistics.median(rates):8.0f} MB/s")
+                d.must(*argv)
+                if i >= warmup:
+                    times[(d.name, variant)].append(time.perf_counter() - t0)
+    out: dict[str, dict[str, float]] = {d.name: {} for d in daemons}
+    for (name, variant), values in times.items():
+        out[name][f"run_{variant}_median_ms"] = statistics.median(values) * 1000
+        out[name][f"run_{variant}_p90_ms"] = p90(values) * 1000
+    return out
+
+
+def throughput(d: Daemon, total: int, repeat: int) -> dict[str, float | str]:
+    out: dict[str, float | str] = {}
+    cid = d.must(
+        "run", "-d", "-p", str(SINK_PORT), "busybox",
+        "nc", "-ll", "-p", str(SINK_PORT), "-e", "sh", "-c", "cat >/dev/null",
+    ).strip()  # fmt: skip
+    try:
+        ip = d.must("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid).strip()
+        ports = d.must("port", cid, f"{SINK_PORT}/tcp").split()
+        tail = ports[0].rsplit(":", 1)[-1] if ports else ""
+        port = int(tail) if tail.isdigit() else 0  # "0.0.0.0:32768"; nothing if unpublished
+        if ip:
+            # straight to the sink first: a refusal there means nc is not listening yet
+            wait_sink(d.netns, (ip, SINK_PORT))
+        with outside(d, OUTSIDE_HOST) as other:
+            paths: list[tuple[str, str, tuple[str, int]]] = [
+                ("tcp_direct_mb_s", d.netns, (ip, SINK_PORT)),
+                ("tcp_proxy_mb_s", d.netns, ("127.0.0.1", port)),
+                ("tcp_dnat_mb_s", other, (OUTSIDE_HOST, port)),
+            ]
+            for key, netns, addr in paths:
+                try:
+                    if not addr[0] or not addr[1]:
+                        raise RuntimeError(f"no address (ip {ip!r}, published port {port})")
+                    wait_sink(netns, addr)
+                    rates = [
+                        in_netns(netns, functools.partial(send, addr, total)) for _ in range(repeat)
+                    ]
+                    out[key] = statistics.median(rates)
+                except (OSError, RuntimeError) as exc:
+                    out[key] = f"failed: {exc}"
+                    print(f"{d.name}: {key}: {exc}", file=sys.stderr)
     finally:
-        if mgr is not None:
-            mgr.close()
-        for p in procs:
-            p.kill()
-            p.wait()
-        linux.setns(orig, CLONE_NEWNET)
-        subprocess.run(["ip", "netns", "del", name], check=False)
+        d.docker("rm", "-f", cid)
+    return out
 
 
-def _bound(port: int) -> socket.socket:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
-    return s
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--mbytes", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=5, help="transfers per path")
+    ap.add_argument("--json", help="also write the figures here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print(
+            "bench/network.py starts daemons in network namespaces and needs root", file=sys.stderr
+        )
+        return 1
+    if not BUSYBOX_TAR.exists():
+        print(f"{BUSYBOX_TAR} is missing: run `make images`", file=sys.stderr)
+        return 1
+    base = Path(tempfile.mkdtemp(prefix="bench-network-"))
+    base.chmod(0o755)
+    results: dict[str, dict[str, float | str]] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            daemons = [
+                stack.enter_context(skiffd(base)),
+                stack.enter_context(dockerd(base)),  # default bridge, iptables, docker-proxy
+            ]
+            for d in daemons:
+                d.must("load", "-q", "-i", str(BUSYBOX_TAR))
+                results[d.name] = {}
+            for name, figures in start_latency(daemons, args.runs, args.warmup).items():
+                results[name].update(figures)
+            for d in daemons:
+                results[d.name].update(throughput(d, args.mbytes * 1_000_000, args.repeat))
+    finally:
+        unmount_under(base)
+        shutil.rmtree(base, ignore_errors=True)
+    report(results, args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def report(results: dict[str, dict[str, float | str]], args: argparse.Namespace) -> None:
+    s, k = results["skiffd"], results["dockerd"]
+    print(f"{'':40}{'skiffd':>12}{'dockerd':>12}{'ratio':>8}")
+    rows = [
+        ("run_bridge_median_ms", "run --rm, bridge: median (ms)"),
+        ("run_bridge_p90_ms", "run --rm, bridge: p90 (ms)"),
+        ("run_none_median_ms", "run --rm, --network none: median (ms)"),
+        ("run_none_p90_ms", "run --rm, --network none: p90 (ms)"),
+        ("tcp_proxy_mb_s", f"TCP 127.0.0.1:PORT, proxy ({args.mbytes} MB) MB/s"),
+        ("tcp_dnat_mb_s", f"TCP {OUTSIDE_HOST}:PORT, DNAT MB/s"),
+        ("tcp_direct_mb_s", "TCP container IP:5000 MB/s"),
+    ]
+    for key, label in rows:
+        a, b = s.get(key, "-"), k.get(key, "-")
+        if isinstance(a, float) and isinstance(b, float):
+            print(f"{label:40}{a:12.1f}{b:12.1f}{a / b:8.2f}")
+        else:
+            print(f"{label:40}{_cell(a)}{_cell(b)}{'-':>8}")
+    for name in ("skiffd", "dockerd"):
+        for key, value in results[name].items():
+            if isinstance(value, str):
+                print(f"{name} {key}: {value}")
+    print("ratio = skiffd / dockerd: below 1 is faster for latency, above 1 for throughput")
+
+
+def _cell(value: float | str) -> str:
+    return f"{value:12.1f}" if isinstance(value, float) else f"{'failed':>12}"
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
