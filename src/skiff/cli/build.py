@@ -398,5 +398,44 @@ class TtyDisplay:
         self.out.flush()
 
 
+def prune_build_cache(cli: Cli, all_: bool, filters: dict[str, list[str]],
+                      keep_storage: int = 0) -> tuple[int, str]:  # fmt: skip
+    """Prune the build cache: (bytes reclaimed, the docker CLI's "Deleted build cache
+    objects" paragraph or "")."""
+    r = cli.client.prune_build_cache(all_, filters, keep_storage)
+    deleted = r.get("CachesDeleted") or []
+    text = "".join(f"{i}\n" for i in deleted)
+    return int(r.get("SpaceReclaimed") or 0), (
+        f"Deleted build cache objects:\n{text}" if deleted else ""
+    )
+
+
+def cmd_builder_prune(cli: Cli, argv: list[str]) -> int:
+    from skiff.cli import formatting as fmt
+    from skiff.cli.common import parse_kv_filters
+    from skiff.cli.container import confirm
+
+    p = parser("builder prune", usage="skiff builder prune")
+    p.add_argument("-a", "--all", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("--filter", action="append")
+    p.add_argument("--keep-storage", default="")
+    o = p.parse_args(argv)
+    what = "all build cache" if o.all else "all dangling build cache"
+    if not o.force and not confirm(cli, f"WARNING! This will remove {what}.", inline=True):
+        return 0
+    keep = parse_bytes(o.keep_storage) if o.keep_storage else 0
+    reclaimed, text = prune_build_cache(cli, o.all, parse_kv_filters(o.filter), keep)
+    if text:
+        cli.print(text)
+    cli.print(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
+    return 0
+
+
 def run(cli: Cli, verb: str, argv: list[str]) -> int:
-    return cmd_build(cli, argv)
+    if verb == "build":
+        return cmd_build(cli, argv)
+    if verb == "prune":
+        return cmd_builder_prune(cli, argv)
+    cli.print("Usage:  skiff builder COMMAND\n\nCommands:\n  build\n  prune")
+    return 0 if verb == "--help" else 1

@@ -744,8 +744,9 @@ def cmd_prune(cli: Cli, argv: list[str]) -> int:
     return 0
 
 
-def confirm(cli: Cli, warning: str) -> bool:
-    cli.out.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+def confirm(cli: Cli, warning: str, inline: bool = False) -> bool:
+    sep = " " if inline else "\n"
+    cli.out.write(f"{warning}{sep}Are you sure you want to continue? [y/N] ")
     cli.out.flush()
     answer = sys.stdin.readline().strip().lower()
     return answer in ("y", "yes")

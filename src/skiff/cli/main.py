@@ -31,7 +31,8 @@ SHORTCUTS: dict[str, tuple[str, str]] = {
     "login": ("login", "login"),
     "logout": ("login", "logout"),
 }
-NOUNS = {"container", "image", "volume", "network", "system", "context"}
+NOUNS = {"container", "image", "volume", "network", "system", "context", "builder"}
+MODULES = {"builder": "build"}
 
 USAGE = """Usage:  skiff [OPTIONS] COMMAND
 
@@ -51,6 +52,7 @@ Common Commands:
   info        Display system-wide information
 
 Management Commands:
+  builder     Manage builds
   container   Manage containers
   context     Manage contexts
   image       Manage images
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         hosts=opts.get("host", []) + opts.get("H", []),
         tls=tls,
     )
-    module = importlib.import_module(f"skiff.cli.{noun}")
+    module = importlib.import_module(f"skiff.cli.{MODULES.get(noun, noun)}")
     try:
         status: int = module.run(cli, verb, cmd_args)
         return status

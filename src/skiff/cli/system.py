@@ -314,9 +314,9 @@ def cmd_prune(cli: Cli, argv: list[str]) -> int:
         items.append("all anonymous volumes not used by at least one container")
     items.append("all images without at least one container associated to them"
                  if o.all else "all dangling images")  # fmt: skip
-    items.append("unused build cache")
+    items.append("all build cache" if o.all else "unused build cache")
     warning = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
-    if not o.force and not confirm(cli, warning.rstrip("\n")):
+    if not o.force and not confirm(cli, warning):
         return 0
     filters = parse_kv_filters(o.filter)
     client = cli.client
@@ -341,6 +341,12 @@ def cmd_prune(cli: Cli, argv: list[str]) -> int:
             for k, v in item.items():
                 cli.print(f"{k.lower()}: {v}")
         cli.print()
+    from skiff.cli.build import prune_build_cache
+
+    reclaimed, text = prune_build_cache(cli, o.all, filters)
+    total += reclaimed
+    if text:
+        cli.print(text)
     cli.print(f"Total reclaimed space: {fmt.human_size(total)}")
     return 0
 

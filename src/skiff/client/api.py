@@ -555,6 +555,14 @@ class Client:
 
     # -- builds ----------------------------------------------------------
 
+    def prune_build_cache(self, all: bool = False, filters: dict[str, list[str]] | None = None,
+                          keep_storage: int = 0) -> JSON:  # fmt: skip
+        """POST /build/prune; `all` only when asked, as the docker CLI sends it."""
+        params = {"all": all or None, "filters": filters_param(filters),
+                  "keep-storage": keep_storage or None}  # fmt: skip
+        result: JSON = self.call("POST", "/build/prune", params)
+        return result
+
     def build(self, context: Body, params: dict[str, Any],
               registry_config: JSON | None = None) -> Iterator[JSON]:  # fmt: skip
         """POST /build with a tar context; the daemon's JSON messages as they come.
