@@ -1,0 +1,217 @@
+"""docker-py (PyPI `docker`) drives skiffd's networking, with skiffd in a network
+namespace of the test's own (net_daemons.py): a user network where one container
+reaches another by name and by an alias given at connect, a port published with
+`ports={'80/tcp': None}` read back and answering on the namespace's loopback; and
+the same scenario against Debian's dockerd in a namespace of its own, comparing
+the JSON docker-py reads key for key.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from net_daemons import NetEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+
+import cli_daemons
+
+docker = pytest.importorskip("docker", reason="docker-py (PyPI docker) is not installed")
+
+pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
+
+# a client that retries while the server's listener or the name is not there yet
+ASK = (
+    "for i in $(seq 100); do out=$(nc {host} {port} </dev/null 2>/dev/null); "
+    'if [ -n "$out" ]; then echo "$out"; exit 0; fi; sleep 0.1; done; exit 1'
+)
+
+
+def name() -> str:
+    return "s" + uuid.uuid4().hex[:10]
+
+
+def server(port: int, answer: str) -> list[str]:
+    """busybox nc serving each connection the answer (-ll: one after another)."""
+    return ["nc", "-ll", "-p", str(port), "-e", "echo", answer]
+
+
+@pytest.fixture
+def client(net_engine: NetEngine) -> Iterator[Any]:
+    c = docker.DockerClient(base_url=f"unix://{net_engine.sock}", timeout=120)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def dockerd_in_netns() -> Iterator[cli_daemons.Daemon]:
+    """Debian's dockerd in a network namespace of its own (--bridge=none, no iptables:
+    user networks, their DNS and docker-proxy still work)."""
+    if not cli_daemons.BUSYBOX_TAR.exists():
+        pytest.skip(f"{cli_daemons.BUSYBOX_TAR} is missing: run `make images`")
+    with cli_daemons.dockerd(netns=True) as d:
+        yield d
+
+
+def cleanup(c: Any, containers: list[str], networks: list[str]) -> None:
+    for x in containers:
+        try:
+            c.containers.get(x).remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    for n in networks:
+        try:
+            c.networks.get(n).remove()
+        except docker.errors.NotFound:
+            pass
+
+
+def test_user_network_by_name_and_alias(client: Any) -> None:
+    net, other, srv = name(), name(), name()
+    try:
+        n = client.networks.create(net, driver="bridge", labels={"suite": "scenarios"})
+        assert n.name == net and len(n.id) == 64
+        s = client.containers.run("busybox", server(7000, "pong"), name=srv, network=net,
+                                  detach=True)  # fmt: skip
+        n.reload()
+        assert s.id in n.attrs["Containers"]
+        assert n.attrs["Containers"][s.id]["Name"] == srv
+        out = client.containers.run(
+            "busybox", ["sh", "-c", ASK.format(host=srv, port=7000)], network=net, remove=True
+        )
+        assert out == b"pong\n"
+        # a second network, joined with an alias: the alias answers there only
+        o = client.networks.create(other)
+        o.connect(s, aliases=["db"])
+        s.reload()
+        assert set(s.attrs["NetworkSettings"]["Networks"]) == {net, other}
+        assert "db" in s.attrs["NetworkSettings"]["Networks"][other]["Aliases"]
+        out = client.containers.run(
+            "busybox", ["sh", "-c", ASK.format(host="db", port=7000)], network=other, remove=True
+        )
+        assert out == b"pong\n"
+        o.disconnect(s)
+        s.reload()
+        assert set(s.attrs["NetworkSettings"]["Networks"]) == {net}
+        # a network with an endpoint cannot go; prune leaves it too
+        with pytest.raises(docker.errors.APIError) as info:
+            n.remove()
+        assert info.value.status_code == 403
+        pruned = client.networks.prune(filters={"label": "suite=scenarios"})
+        assert net not in (pruned.get("NetworksDeleted") or [])
+    finally:
+        cleanup(client, [srv], [net, other])
+
+
+def test_published_port_read_back(client: Any, net_engine: NetEngine) -> None:
+    c = client.containers.run("busybox", server(80, "hello"), ports={"80/tcp": None},
+                              detach=True)  # fmt: skip
+    try:
+        c.reload()
+        bindings = c.ports["80/tcp"]
+        host_port = bindings[0]["HostPort"]
+        assert host_port.isdigit() and int(host_port) > 0
+        assert client.api.port(c.id, 80) == bindings
+        res = net_engine.in_netns(
+            "busybox", "sh", "-c", ASK.format(host="127.0.0.1", port=host_port), timeout=60
+        )
+        assert res.stdout == "hello\n", res.stderr
+        # the container's own address answers on the container port
+        ip = c.attrs["NetworkSettings"]["IPAddress"]
+        res = net_engine.in_netns("busybox", "sh", "-c", ASK.format(host=ip, port=80))
+        assert res.stdout == "hello\n", res.stderr
+    finally:
+        c.remove(force=True)
+    # after removal the port is closed
+    res = net_engine.in_netns("busybox", "nc", "-w", "2", "127.0.0.1", host_port)
+    assert res.returncode != 0 and res.stdout == ""
+
+
+def keys(value: Any, prefix: str = "") -> set[str]:
+    """Every key path in a JSON value; list items share one path ([]), map keys that
+    are ids or names (Containers, Networks, Ports) are replaced by *."""
+    out: set[str] = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = "*" if prefix.rsplit(".", 1)[-1] in {"Containers", "Networks", "Ports"} else k
+            out.add(f"{prefix}.{key}")
+            out |= keys(v, f"{prefix}.{key}")
+    elif isinstance(value, list):
+        for v in value:
+            out |= keys(v, f"{prefix}[]")
+    return out
+
+
+def scenario(c: Any, run_client: Any) -> dict[str, Any]:
+    """The same steps against either daemon; what docker-py read."""
+    net, ctr = name(), name()
+    try:
+        n = c.networks.create(net, driver="bridge", labels={"a": "b"},
+                              ipam=docker.types.IPAMConfig(pool_configs=[
+                                  docker.types.IPAMPool(subnet="10.81.0.0/24",
+                                                        gateway="10.81.0.1")]))  # fmt: skip
+        s = c.containers.run("busybox", server(80, "hi"), name=ctr, network=net,
+                             ports={"80/tcp": None}, detach=True)  # fmt: skip
+        n.reload()
+        s.reload()
+        port = c.api.port(s.id, 80)
+        v4 = [b for b in port if b["HostIp"] == "0.0.0.0"]
+        answer = run_client(ASK.format(host="127.0.0.1", port=v4[0]["HostPort"]))
+        listed = [x.attrs for x in c.networks.list(names=[net])]
+        return {
+            "network": n.attrs,
+            "listed": listed[0],
+            "settings": s.attrs["NetworkSettings"],
+            "port_v4": v4,
+            "answer": answer,
+            "endpoint": s.attrs["NetworkSettings"]["Networks"][net],
+        }
+    finally:
+        cleanup(c, [ctr], [net])
+
+
+def test_parity_with_dockerd(
+    client: Any, net_engine: NetEngine, dockerd_in_netns: cli_daemons.Daemon
+) -> None:
+    d = dockerd_in_netns
+    dc = docker.DockerClient(base_url=d.host, timeout=120)
+
+    def in_dockerd_ns(script: str) -> str:
+        return subprocess.run(
+            ["nsenter", f"--net=/proc/{d.proc.pid}/ns/net", "busybox", "sh", "-c", script],
+            capture_output=True, text=True, timeout=60,
+        ).stdout  # fmt: skip
+
+    def in_skiffd_ns(script: str) -> str:
+        return str(net_engine.in_netns("busybox", "sh", "-c", script, timeout=60).stdout)
+
+    try:
+        theirs = scenario(dc, in_dockerd_ns)
+    finally:
+        dc.close()
+    ours = scenario(client, in_skiffd_ns)
+    assert ours["answer"] == theirs["answer"] == "hi\n"
+    # every key dockerd (API 1.41) gives, skiffd gives (it may add newer ones)
+    for part in ("network", "listed", "settings", "endpoint", "port_v4"):
+        missing = keys(theirs[part]) - keys(ours[part])
+        assert not missing, (part, sorted(missing), ours[part])
+    for k in ("Driver", "Scope", "Internal", "Attachable", "Ingress", "EnableIPv6", "Labels",
+              "Options"):  # fmt: skip
+        assert ours["network"][k] == theirs["network"][k], k
+    assert ours["network"]["IPAM"]["Config"] == theirs["network"]["IPAM"]["Config"]
+    # same first address, gateway and MAC derivation on the same subnet
+    for k in ("IPAddress", "Gateway", "IPPrefixLen", "MacAddress"):
+        assert ours["endpoint"][k] == theirs["endpoint"][k], k
+    (cid,) = ours["network"]["Containers"]
+    (tid,) = theirs["network"]["Containers"]
+    a, b = ours["network"]["Containers"][cid], theirs["network"]["Containers"][tid]
+    assert (a["IPv4Address"], a["MacAddress"]) == (b["IPv4Address"], b["MacAddress"])
+    assert ours["port_v4"][0]["HostIp"] == theirs["port_v4"][0]["HostIp"] == "0.0.0.0"
