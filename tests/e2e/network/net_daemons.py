@@ -81,7 +81,8 @@ class NetEngine(Engine):
         """The private mount namespace, in the test netns, that skiffd will join."""
         assert self.netns
         self.containerd = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns,
+            # nsenter, not `ip netns exec`: that one remounts /sys, hiding the cgroup mounts
+            ["nsenter", f"--net=/run/netns/{self.netns}",
              "unshare", "--mount", "--propagation", "private",
              "sh", "-c", PRELUDE, "sh", "sleep", "infinity"],
             stdin=subprocess.DEVNULL, start_new_session=True,

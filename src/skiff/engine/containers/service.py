@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -42,6 +44,9 @@ from skiff.engine.containers.spec import (
 )
 from skiff.engine.containers.stdio import ProcessStdio
 from skiff.engine.containers.supervisor_api import Exit, SupervisorAPI
+from skiff.engine.network.errors import AddressOutsideSubnet, Forbidden
+from skiff.engine.network.model import PortBinding
+from skiff.engine.network.service import NetworkService
 from skiff.errors import Conflict, InvalidArgument, NotFound, SkiffError, Unavailable
 
 log = logging.getLogger("skiffd.containers")
@@ -191,6 +196,10 @@ class ContainerService:
             full = random_name(set(self.names))
         validate_types(config, host)
         warnings += validate_host_config(host)
+        host = dict(host)
+        endpoints = await self._plan_networks(host, networking)
+        if host["NetworkMode"] == "host" and host.get("PortBindings"):
+            warnings.append("Published ports are discarded when using host network mode")
         image = await resolve(self.sup(), self.daemon.services, image_ref)
         cid = secrets.token_hex(32)
         while cid in self.containers or cid[:12].isdigit():
@@ -200,14 +209,7 @@ class ContainerService:
         self.names[full] = cid  # claimed now: a concurrent create must see the conflict
         try:
             c = self._new_record(cid, full, image, config, host, directory)
-            mode = host.get("NetworkMode") or "default"
-            if mode == "bridge":
-                warnings.append(
-                    "bridge networking is not available yet: the container has no network "
-                    "but loopback (as with --network none)"
-                )
-            elif mode not in ("none", "host", "default") and not mode.startswith("container:"):
-                raise NotFound(f"network {mode} not found")
+            c.data["NetworkSettings"]["Networks"] = endpoints
             mounts = await self._prepare_volumes(c, image)
             c.data["Mounts"] = mounts
             # the container record first: it is what keeps the snapshot from the
@@ -592,6 +594,397 @@ class ContainerService:
                 )
         return out
 
+    # -- networks -----------------------------------------------------------
+
+    @property
+    def networks(self) -> NetworkService | None:
+        svc = self.daemon.services.get("networks")
+        return svc if isinstance(svc, NetworkService) else None
+
+    def _net(self) -> NetworkService:
+        svc = self.networks
+        if svc is None:
+            raise NotFound("networking is not available")
+        if svc.error is not None:
+            raise SkiffError(f"networking failed to start: {svc.error}")
+        return svc
+
+    async def _plan_networks(self, host: dict[str, Any], networking: Any) -> dict[str, Any]:
+        """Check NetworkMode and NetworkingConfig at create; the networks to attach at start.
+
+        host["NetworkMode"] is resolved as Docker does ("default" is the default
+        bridge, or none when the daemon runs with --bridge=none); the result is
+        NetworkSettings.Networks, the primary network first.
+        """
+        mode = str(host.get("NetworkMode") or "default")
+        given = mode
+        svc = self.networks
+        if mode == "default":
+            mode = "bridge" if svc is not None and svc.has_default_bridge else "none"
+        host["NetworkMode"] = mode
+        wanted: dict[str, Any] = {}
+        if networking is not None:
+            if not isinstance(networking, dict):
+                raise InvalidArgument("invalid NetworkingConfig")
+            wanted = networking.get("EndpointsConfig") or {}
+            if not isinstance(wanted, dict):
+                raise InvalidArgument("invalid NetworkingConfig.EndpointsConfig")
+        if mode.startswith("container:"):
+            self.get(mode.split(":", 1)[1])
+            if wanted:
+                raise InvalidArgument(
+                    "conflicting options: container type network can't be used with other networks"
+                )
+            if host.get("PortBindings") or host.get("PublishAllPorts"):
+                raise InvalidArgument(
+                    "conflicting options: port publishing and the container type network mode"
+                )
+            return {}
+        if svc is None:
+            # no networking library (a daemon without one): only the modes that need none
+            if mode not in ("none", "host"):
+                raise NotFound(f"network {mode} not found")
+            return {mode: endpoint_entry(mode, {})}
+        await self._wait_networks(svc)
+        m = svc.manager
+        primary = await svc.call(m.get_network, mode)
+        if mode not in ("host", "none") and mode != primary.name:
+            host["NetworkMode"] = mode  # as given (a name or an id), as dockerd keeps it
+        out: dict[str, Any] = {}
+        items = list(wanted.items())
+        # the primary network first, with its EndpointsConfig entry if any
+        first_cfg: dict[str, Any] = {}
+        rest = []
+        for name, cfg in items:
+            if name in (given, "default"):
+                # the CLI keys the primary network's settings by the mode it sent
+                first_cfg = cfg or {}
+                continue
+            net = await svc.call(m.get_network, name)
+            if net.id == primary.id:
+                first_cfg = cfg or {}
+            else:
+                rest.append((net, cfg or {}))
+        if primary.driver != "bridge" and rest:
+            raise InvalidArgument(
+                f"container cannot be connected to multiple networks with one of the "
+                f"networks in {'private (none)' if primary.driver == 'null' else 'host'} mode"
+            )
+        for net, cfg in [(primary, first_cfg), *rest]:
+            self._check_endpoint_config(net, cfg)
+            out[net.name] = endpoint_entry(net.id, cfg)
+        return out
+
+    async def _wait_networks(self, svc: NetworkService) -> None:
+        if not svc.started.is_set():
+            await asyncio.wait_for(svc.started.wait(), 120)
+        if svc.error is not None:
+            raise SkiffError(f"networking failed to start: {svc.error}")
+
+    @staticmethod
+    def _check_endpoint_config(net: Any, cfg: dict[str, Any]) -> None:
+        if not isinstance(cfg, dict):
+            raise InvalidArgument("invalid EndpointSettings")
+        user_net = net.driver == "bridge" and not net.default_bridge
+        aliases = cfg.get("Aliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise InvalidArgument("invalid Aliases: must be a list of strings")
+        if aliases and not user_net:
+            raise InvalidArgument(
+                "network-scoped alias is supported only for containers in user defined networks"
+            )
+        ipv4 = ((cfg.get("IPAMConfig") or {}).get("IPv4Address")) or ""
+        if not ipv4:
+            return
+        if not user_net:
+            raise InvalidArgument(
+                "user specified IP address is supported on user defined networks only"
+            )
+        if not net.user_subnet:
+            raise InvalidArgument(
+                "user specified IP address is supported only when connecting to networks "
+                "with user configured subnets"
+            )
+        try:
+            addr = ipaddress.IPv4Address(ipv4)
+        except ValueError:
+            raise InvalidArgument(f"invalid IPv4 address: {ipv4}")
+        if not any(addr in c.network() for c in net.ipam):
+            raise AddressOutsideSubnet(ipv4)
+
+    def _port_bindings(self, c: Container) -> list[PortBinding]:
+        """HostConfig.PortBindings (and, with -P, every exposed port) as the library's."""
+        out: list[PortBinding] = []
+        bound = c.host.get("PortBindings") or {}
+        for key, bindings in bound.items():
+            number, _, proto = str(key).partition("/")
+            lo, _, hi = number.partition("-")
+            for cport in range(int(lo), int(hi or lo) + 1):
+                for b in bindings or [{}]:
+                    host_ip = str((b or {}).get("HostIp") or "")
+                    if ":" in host_ip:
+                        continue  # no IPv6 in skiffd's networks
+                    text = str((b or {}).get("HostPort") or "")
+                    hp_lo, _, hp_hi = text.partition("-")
+                    out.append(
+                        PortBinding(
+                            container_port=cport,
+                            proto=proto or "tcp",
+                            host_ip="" if host_ip == "0.0.0.0" else host_ip,
+                            host_port=int(hp_lo) if hp_lo else 0,
+                            host_port_end=int(hp_hi) if hp_hi else 0,
+                        )
+                    )
+        if c.host.get("PublishAllPorts"):
+            for key in c.config.get("ExposedPorts") or {}:
+                if key in bound:
+                    continue
+                number, _, proto = str(key).partition("/")
+                out.append(PortBinding(container_port=int(number), proto=proto or "tcp"))
+        return out
+
+    def _extra_hosts(self, c: Container, gateway: str) -> list[tuple[str, str]]:
+        out = []
+        for entry in c.host.get("ExtraHosts") or []:
+            name, sep, addr = entry.partition(":")
+            if not sep:
+                name, sep, addr = entry.partition("=")
+            if sep:
+                out.append((name, (gateway or "127.0.0.1") if addr == "host-gateway" else addr))
+        return out
+
+    async def _attach_networks(self, c: Container, pid: int) -> None:
+        """Connect the started-but-not-running task's namespace to its networks, publish
+        its ports, write its /etc files; all of it undone if any of it fails."""
+        mode = str(c.host.get("NetworkMode") or "")
+        svc = self.networks
+        if svc is None or mode.startswith("container:"):
+            return
+        wanted = list(((c.data.get("NetworkSettings") or {}).get("Networks") or {}).items())
+        if not wanted:
+            return
+        await self._wait_networks(svc)
+        m = svc.manager
+        path = "" if mode == "host" else f"/proc/{pid}/ns/net"
+        bridged = mode not in ("host", "none")
+        ports = self._port_bindings(c) if bridged else []
+        cfg = c.config
+
+        def work() -> tuple[dict[str, Any], str, str]:
+            try:
+                for i, (name, entry) in enumerate(wanted):
+                    ref = entry.get("NetworkID") or name
+                    try:
+                        m.get_network(ref)
+                    except NotFound:
+                        ref = name
+                    m.attach(
+                        c.id,
+                        ref,
+                        path,
+                        name=c.name,
+                        ip=((entry.get("IPAMConfig") or {}).get("IPv4Address")) or "",
+                        aliases=list(entry.get("Aliases") or []),
+                        ports=ports if i == 0 else (),
+                    )
+                settings = m.network_settings(c.id)
+                hosts = resolv = ""
+                if bridged:
+                    gateway = str(settings.get("Gateway") or "")
+                    if not gateway:
+                        gateway = next(
+                            (n["Gateway"] for n in settings["Networks"].values() if n["Gateway"]),
+                            "",
+                        )
+                    hosts = m.hosts_file(
+                        c.id,
+                        cfg.get("Hostname") or c.id[:12],
+                        domainname=cfg.get("Domainname") or "",
+                        extra_hosts=self._extra_hosts(c, gateway),
+                    )
+                    resolv = m.resolv_conf(
+                        c.id,
+                        dns_servers=c.host.get("Dns") or [],
+                        dns_search=c.host.get("DnsSearch") or [],
+                        dns_options=c.host.get("DnsOptions") or [],
+                    )
+                return settings, hosts, resolv
+            except BaseException:
+                m.release_container(c.id)
+                raise
+
+        settings, hosts, resolv = await svc.call(work)
+        if hosts:
+            # in place: the files are bind-mounted into the container already
+            _rewrite(os.path.join(c.dir, "hosts"), hosts)
+            _rewrite(os.path.join(c.dir, "resolv.conf"), resolv)
+        self._set_network_settings(c, settings, f"/proc/{pid}/ns/net" if path else "")
+
+    def _set_network_settings(
+        self, c: Container, settings: dict[str, Any] | None, sandbox: str = ""
+    ) -> None:
+        """NetworkSettings from the library's view (None: the container is stopped)."""
+        ns = c.data.setdefault("NetworkSettings", network_settings(c.host))
+        nets = ns.get("Networks") or {}
+        live = (settings or {}).get("Networks") or {}
+        for name, entry in list(nets.items()):
+            if name in live:
+                fresh = dict(live[name])
+                fresh["IPAMConfig"] = entry.get("IPAMConfig") or fresh.get("IPAMConfig")
+                fresh["Aliases"] = (
+                    entry.get("Aliases") if entry.get("Aliases") else fresh.get("Aliases")
+                )
+                nets[name] = fresh
+            else:
+                nets[name] = {**entry, **_ENDPOINT_RUNTIME}
+        for name, entry in live.items():
+            nets.setdefault(name, entry)
+        ns["Networks"] = nets
+        for key in ("EndpointID", "Gateway", "IPAddress", "MacAddress"):
+            ns[key] = (settings or {}).get(key, "")
+        ns["IPPrefixLen"] = (settings or {}).get("IPPrefixLen", 0)
+        ns["SandboxKey"] = sandbox
+        ns["SandboxID"] = hashlib.sha256(sandbox.encode()).hexdigest() if sandbox else ""
+        ns["Bridge"] = ""
+        ports: dict[str, Any] = {}
+        if settings is not None:
+            for key in c.config.get("ExposedPorts") or {}:
+                ports[key if "/" in key else f"{key}/tcp"] = None
+            ports.update(settings.get("Ports") or {})
+        ns["Ports"] = ports
+
+    async def _restore_networks(self, c: Container, pid: int) -> None:
+        """A container still running after a restart: its endpoints as the library kept them."""
+        svc = self.networks
+        if svc is None or svc.error is not None:
+            return
+        mode = str(c.host.get("NetworkMode") or "")
+        if mode.startswith("container:"):
+            return
+        await self._wait_networks(svc)
+        settings = await svc.call(svc.manager.network_settings, c.id)
+        if settings.get("Networks"):
+            sandbox = "" if mode == "host" else f"/proc/{pid}/ns/net"
+            self._set_network_settings(c, settings, sandbox)
+
+    async def _release_networks(self, c: Container) -> None:
+        svc = self.networks
+        if svc is None or svc.error is not None:
+            return
+        await self._wait_networks(svc)
+        try:
+            await svc.call(svc.manager.release_container, c.id)
+        except SkiffError as e:
+            log.warning("releasing the networks of %s: %s", c.id[:12], e)
+        self._set_network_settings(c, None)
+
+    async def connect_network(self, network: str, ref: str, config: dict[str, Any]) -> None:
+        """docker network connect: live when the container runs, else at its next start."""
+        svc = self._net()
+        m = svc.manager
+        net = await svc.call(m.get_network, network)
+        c = self.get(ref)
+        mode = str(c.host.get("NetworkMode") or "")
+        if mode == "host" or mode.startswith("container:") or net.driver == "host":
+            raise Forbidden(
+                "container sharing network namespace with another container or host cannot "
+                "be connected to any other network"
+            )
+        if mode == "none" or net.driver == "null":
+            raise Forbidden(
+                "container cannot be connected to multiple networks with one of the networks "
+                "in private (none) mode"
+            )
+        self._check_endpoint_config(net, config)
+        async with self.lock(c.id):
+            nets = c.data["NetworkSettings"].setdefault("Networks", {})
+            if net.name in nets:
+                raise Forbidden(
+                    f"endpoint with name {c.name.lstrip('/')} already exists in network {net.name}"
+                )
+            entry = endpoint_entry(net.id, config)
+            if c.running:
+                pid = int(c.state.get("Pid") or 0)
+
+                def work() -> tuple[dict[str, Any], str]:
+                    m.attach(
+                        c.id,
+                        net.id,
+                        f"/proc/{pid}/ns/net",
+                        name=c.name,
+                        ip=((config.get("IPAMConfig") or {}).get("IPv4Address")) or "",
+                        aliases=list(config.get("Aliases") or []),
+                    )
+                    hosts = m.hosts_file(
+                        c.id,
+                        c.config.get("Hostname") or c.id[:12],
+                        domainname=c.config.get("Domainname") or "",
+                        extra_hosts=self._extra_hosts(c, ""),
+                    )
+                    return m.network_settings(c.id), hosts
+
+                settings, hosts = await svc.call(work)
+                nets[net.name] = entry
+                _rewrite(os.path.join(c.dir, "hosts"), hosts)
+                self._set_network_settings(
+                    c, settings, c.data["NetworkSettings"].get("SandboxKey", "")
+                )
+            else:
+                nets[net.name] = entry
+            c.save()
+        self.events.emit(
+            "network", "connect", net.id, {"container": c.id, "name": net.name, "type": net.driver}
+        )
+
+    async def disconnect_network(self, network: str, ref: str, force: bool) -> None:
+        svc = self._net()
+        m = svc.manager
+        net = await svc.call(m.get_network, network)
+        try:
+            c = self.get(ref)
+        except NotFound:
+            if not force:
+                raise
+            # an endpoint left by a container skiffd no longer knows
+            gone = [
+                e
+                for e in await svc.call(m.endpoints_of, net.id)
+                if ref in (e.container_id, e.container_name) or e.container_id.startswith(ref)
+            ]
+            for e in gone:
+                await svc.call(m.detach, e.container_id, net.id)
+            if not gone:
+                raise
+            return
+        async with self.lock(c.id):
+            nets = c.data["NetworkSettings"].get("Networks") or {}
+            if net.name not in nets:
+                raise Forbidden(f"container {c.id} is not connected to network {net.name}")
+            if net.driver == "host" or str(c.host.get("NetworkMode")) == "host":
+                raise Forbidden(
+                    "container cannot be disconnected from host network or connected to host network"
+                )
+            if c.running:
+                try:
+                    await svc.call(m.detach, c.id, net.id)
+                except NotFound:
+                    if not force:
+                        raise
+                settings = await svc.call(m.network_settings, c.id)
+                del nets[net.name]
+                self._set_network_settings(
+                    c, settings, c.data["NetworkSettings"].get("SandboxKey", "")
+                )
+            else:
+                del nets[net.name]
+            c.save()
+        self.events.emit(
+            "network",
+            "disconnect",
+            net.id,
+            {"container": c.id, "name": net.name, "type": net.driver},
+        )
+
     # -- start --------------------------------------------------------------
 
     async def start_container(self, ref: str) -> None:
@@ -655,16 +1048,24 @@ class ContainerService:
                 old.close()
             self.stdio[cid] = io
             io.start_copying()
+            try:
+                await self._attach_networks(c, pid)
+            except SkiffError as e:
+                raise _NetworkError(e) from e
             await sup.start(cid)
         except SkiffError as e:
-            c.state["Error"] = str(e)
-            c.state["ExitCode"] = 128 if "not found" not in str(e) else 127
+            cause = e.cause if isinstance(e, _NetworkError) else e
+            c.state["Error"] = str(cause)
+            c.state["ExitCode"] = 128 if "not found" not in str(cause) else 127
             if c.status == Status.RESTARTING:
                 c.transition(Status.EXITED)
             c.save()
             with contextlib.suppress(SkiffError):
                 await sup.delete_task(cid)
-            raise _start_error(e)
+            await self._release_networks(c)
+            c.save()
+            # networking errors go out as they are, as dockerd's (port already allocated...)
+            raise cause if cause is not e else _start_error(e)
         c.set_running(pid)
         c.data["SkiffStartedMono"] = time.time()
         c.save()
@@ -846,6 +1247,7 @@ class ContainerService:
                 if not code and code2:
                     code = code2
                 at = at or at2
+            await self._release_networks(c)
             h = self.health_tasks.pop(cid, None)
             if h is not None:
                 h.cancel()
@@ -1057,6 +1459,7 @@ class ContainerService:
         sup = self.sup()
         with contextlib.suppress(SkiffError):
             await sup.delete_task(c.id)
+        await self._release_networks(c)
         with contextlib.suppress(NotFound):
             await sup.delete_container(c.id)
         with contextlib.suppress(NotFound):
@@ -1185,6 +1588,7 @@ class ContainerService:
             elif st.status == 2 and c.status == Status.PAUSED:
                 c.transition(Status.RUNNING)
             c.state["Pid"] = st.pid
+            await self._restore_networks(c, st.pid)
             io = ProcessStdio(
                 os.path.join(self.fifo_root, c.id),
                 "init",
@@ -1220,6 +1624,7 @@ class ContainerService:
             await self.handle_exit(c.id, st.exit_status, st.exited_at)
         elif c.running or c.status == Status.RESTARTING:
             # the task is gone and with it the exit status
+            await self._release_networks(c)
             c.state.update(
                 Status="exited",
                 Running=False,
@@ -1437,19 +1842,42 @@ def validate_host_config(host: dict[str, Any]) -> list[str]:
     for u in host.get("Ulimits") or []:
         if str((u or {}).get("Name", "")).lower() not in RLIMITS:
             raise InvalidArgument(f"invalid ulimit type: {(u or {}).get('Name')}")
-    if host.get("PortBindings"):
-        warnings.append("published ports are recorded but not forwarded yet (no bridge networking)")
     return warnings
 
 
+_ENDPOINT_RUNTIME: dict[str, Any] = {
+    "MacAddress": "",
+    "EndpointID": "",
+    "Gateway": "",
+    "IPAddress": "",
+    "IPPrefixLen": 0,
+    "IPv6Gateway": "",
+    "GlobalIPv6Address": "",
+    "GlobalIPv6PrefixLen": 0,
+    "DNSNames": None,
+}
+
+
+def endpoint_entry(network_id: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    """One NetworkSettings.Networks entry of a container not (yet) attached."""
+    ipv4 = ((cfg or {}).get("IPAMConfig") or {}).get("IPv4Address") or ""
+    return {
+        "IPAMConfig": {"IPv4Address": ipv4} if ipv4 else None,
+        "Links": None,
+        "Aliases": list((cfg or {}).get("Aliases") or []) or None,
+        "NetworkID": network_id,
+        "DriverOpts": None,
+        **_ENDPOINT_RUNTIME,
+    }
+
+
 def network_settings(host: dict[str, Any]) -> dict[str, Any]:
-    mode = host.get("NetworkMode") or "default"
-    net = "none" if mode in ("default", "bridge") else mode
+    """A container's NetworkSettings before its first start (Networks filled at create)."""
     return {
         "Bridge": "",
         "SandboxID": "",
         "SandboxKey": "",
-        "Ports": {k: v for k, v in (host.get("PortBindings") or {}).items()},
+        "Ports": {},
         "HairpinMode": False,
         "LinkLocalIPv6Address": "",
         "LinkLocalIPv6PrefixLen": 0,
@@ -1463,25 +1891,24 @@ def network_settings(host: dict[str, Any]) -> dict[str, Any]:
         "IPPrefixLen": 0,
         "IPv6Gateway": "",
         "MacAddress": "",
-        "Networks": {
-            net: {
-                "IPAMConfig": None,
-                "Links": None,
-                "Aliases": None,
-                "MacAddress": "",
-                "NetworkID": net,
-                "EndpointID": "",
-                "Gateway": "",
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "IPv6Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "DriverOpts": None,
-                "DNSNames": None,
-            }
-        },
+        "Networks": {},
     }
+
+
+def _rewrite(path: str, text: str) -> None:
+    """Replace a file's content in place: a bind mount of it must see the new text."""
+    with open(path, "r+") as f:
+        f.seek(0)
+        f.write(text)
+        f.truncate()
+
+
+class _NetworkError(SkiffError):
+    """A networking failure while starting: answered with the library's own error."""
+
+    def __init__(self, cause: SkiffError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _start_error(e: SkiffError) -> SkiffError:

@@ -113,18 +113,21 @@ def status_text(c: Container) -> str:
 
 
 def list_entry(c: Container) -> dict[str, Any]:
-    ports = []
-    for spec, bindings in (c.host.get("PortBindings") or {}).items():
+    ports: list[dict[str, Any]] = []
+    published = (c.data.get("NetworkSettings") or {}).get("Ports") or {}
+    for spec, bindings in published.items():
         number, _, proto = spec.partition("/")
-        for b in bindings or [{}]:
-            entry: dict[str, Any] = {
-                "PrivatePort": int(number.split("-")[0]),
-                "Type": proto or "tcp",
-            }
-            if (b or {}).get("HostPort"):
-                entry["PublicPort"] = int(str(b["HostPort"]).split("-")[0])
-                entry["IP"] = (b or {}).get("HostIp") or "0.0.0.0"
-            ports.append(entry)
+        if not bindings:
+            ports.append({"PrivatePort": int(number), "Type": proto or "tcp"})
+        for b in bindings or []:
+            ports.append(
+                {
+                    "IP": b.get("HostIp") or "0.0.0.0",
+                    "PrivatePort": int(number),
+                    "PublicPort": int(b.get("HostPort") or 0),
+                    "Type": proto or "tcp",
+                }
+            )
     return {
         "Id": c.id,
         "Names": [c.name],

@@ -40,6 +40,8 @@ def address_pools(raw: list[Any]) -> list[AddressPool]:
 class NetworkService:
     def __init__(self, daemon: Any) -> None:
         cfg = daemon.config
+        # pyroute2 logs every netlink message at debug level
+        logging.getLogger("pyroute2").setLevel(logging.WARNING)
         self.daemon = daemon
         self.netns_dir = os.path.join(cfg.exec_root, "netns")
         self.manager = NetworkManager(
