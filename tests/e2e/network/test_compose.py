@@ -30,12 +30,14 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(300)]
 
 COMPOSE = shutil.which("docker-compose")
 
-# $$ is compose's escape for a literal $ (it interpolates the whole file)
+# $$ is compose's escape for a literal $ (it interpolates the whole file); nc as pid 1
+# ignores SIGTERM, hence SIGKILL as the stop signal (down would wait 10 s otherwise)
 PROJECT = """\
 version: "3.7"
 services:
   db:
     image: busybox
+    stop_signal: SIGKILL
     environment:
       GREETING: hello
     volumes:
@@ -49,6 +51,7 @@ services:
   web:
     image: busybox
     depends_on: [db]
+    stop_signal: SIGKILL
     environment:
       - ROLE=web
     ports:
