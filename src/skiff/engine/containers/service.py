@@ -647,30 +647,39 @@ class ContainerService:
             return {mode: endpoint_entry(mode, {})}
         await self._wait_networks(svc)
         m = svc.manager
-        primary = await svc.call(m.get_network, mode)
-        if mode not in ("host", "none") and mode != primary.name:
-            host["NetworkMode"] = mode  # as given (a name or an id), as dockerd keeps it
+
+        async def find(ref: str) -> Any:
+            # a network that does not exist (yet) fails the start, not the create, as in
+            # dockerd: the docker CLI takes a 404 on create for a missing image and pulls
+            try:
+                return await svc.call(m.get_network, ref)
+            except NotFound:
+                return None
+
+        primary = await find(mode)
         out: dict[str, Any] = {}
-        items = list(wanted.items())
         # the primary network first, with its EndpointsConfig entry if any
         first_cfg: dict[str, Any] = {}
         rest = []
-        for name, cfg in items:
-            if name in (given, "default"):
+        for name, cfg in wanted.items():
+            if name in (given, "default", mode):
                 # the CLI keys the primary network's settings by the mode it sent
                 first_cfg = cfg or {}
                 continue
-            net = await svc.call(m.get_network, name)
-            if net.id == primary.id:
+            net = await find(name)
+            if net is not None and primary is not None and net.id == primary.id:
                 first_cfg = cfg or {}
             else:
-                rest.append((net, cfg or {}))
-        if primary.driver != "bridge" and rest:
+                rest.append((name, net, cfg or {}))
+        if primary is not None and primary.driver != "bridge" and rest:
             raise InvalidArgument(
                 f"container cannot be connected to multiple networks with one of the "
                 f"networks in {'private (none)' if primary.driver == 'null' else 'host'} mode"
             )
-        for net, cfg in [(primary, first_cfg), *rest]:
+        for name, net, cfg in [(mode, primary, first_cfg), *rest]:
+            if net is None:
+                out[name] = endpoint_entry("", cfg)
+                continue
             self._check_endpoint_config(net, cfg)
             out[net.name] = endpoint_entry(net.id, cfg)
         return out
