@@ -114,6 +114,7 @@ class NetworkManager:
         self._names = _Names()
         self._applied_rules: str | None = None
         self._forwarding = False
+        self._stale_table = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -517,6 +518,7 @@ class NetworkManager:
                 if net.default_bridge and not self.endpoints_of(net.id):
                     del self.store.networks[net.id]
                     links.delete_link(net.bridge)
+                    self._stale_table = True
         names = {n.name for n in self.store.networks.values()}
         if "bridge" not in names and self.has_default_bridge:
             cfg = IPAMConfig(subnet=str(self.bip.network), gateway=str(self.bip.ip))
@@ -682,10 +684,13 @@ class NetworkManager:
         if not bridges and not ports:
             # nothing to program: no table at all (a daemon run with --bridge=none in the
             # host's namespace adds nothing to the host's ruleset)
-            if self._applied_rules != "":
-                if self._applied_rules is not None or nft.list_table(self.nft_command):
+            # Only a table this daemon wrote (now, or before a restart that dropped its
+            # bridges) is removed: another daemon in the same namespace may own one.
+            if self._applied_rules or (self._applied_rules is None and self._stale_table):
+                if nft.list_table(self.nft_command):
                     nft.remove(self.nft_command)
-                self._applied_rules = ""
+            self._applied_rules = ""
+            self._stale_table = False
             return
         text = nft.render(bridges, ports, hairpin_proxy=self.userland_proxy)
         # an nft transaction costs ~20 ms; most attaches (no ports) change nothing
