@@ -1,18 +1,28 @@
 """`skiff network create|rm|connect|disconnect|prune` and `skiff port` against Debian's
 dockerd running in a network namespace of its own (its bridges and addresses never
-reach the host), compared with the docker CLI on the same daemon; and against skiffd,
-whose /networks endpoints create nothing yet: both clients must report that alike."""
+reach the host), compared with the docker CLI on the same daemon; then skiffd, in a
+network namespace of the test's own too (tests/e2e/network/net_daemons.py), driven by
+the docker CLI through the same scenarios, must answer what dockerd answers: same
+output, same errors, same addresses and MACs on the same subnets."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import subprocess
+import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_daemons import DOCKER, SKIFF, Daemon
-from cli_fixtures import Runner, runner
+from cli_fixtures import Runner, require_root_and_images, runner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "network"))
+
+import net_daemons
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 
@@ -136,18 +146,162 @@ def test_prune(clis: tuple[Runner, Runner]) -> None:
         skiff("network", "rm", "-f", *nets)
 
 
-def test_against_skiffd(both_daemons: Daemon, tmp_path: Path) -> None:
-    """skiffd lists its built-in networks; creating is refused alike for both clients."""
-    skiff = runner(SKIFF, both_daemons, tmp_path / "s")
-    docker = runner(DOCKER, both_daemons, tmp_path / "d")
-    if both_daemons.sock.name == "docker.sock":
-        pytest.skip("covered against dockerd in its own netns by the tests above")
-    n = name()
-    s, d = skiff("network", "create", n), docker("network", "create", n)
-    assert (s.returncode, s.stderr) == (d.returncode, d.stderr)
-    if s.returncode == 0:  # skiffd gained /networks/create: the networks work end to end
-        ok(skiff("network", "rm", n))
-    for args in (["network", "ls"], ["network", "inspect", "-f", "{{.Name}} {{.Driver}}", "none"]):
-        assert ok(skiff(*args)) == ok(docker(*args))
-    s, d = skiff("network", "rm", "no-such-net"), docker("network", "rm", "no-such-net")
-    assert (s.returncode, s.stderr) == (d.returncode, d.stderr)
+@pytest.fixture(scope="module")
+def net_skiffd() -> Iterator[Daemon]:
+    """skiffd with its default bridge, nft table and proxy in a network namespace of
+    the test's own, seen as a cli_daemons.Daemon (its socket is all a client needs)."""
+    require_root_and_images()
+    why = net_daemons.need_root_tools()
+    if why:
+        pytest.skip(why)
+    with net_daemons.net_engine() as eng:
+        assert eng.skiffd is not None
+        yield Daemon(eng.base, eng.sock, eng.skiffd, eng.base / "skiffd.log", 0)
+
+
+@pytest.fixture
+def pair(net_daemon: Daemon, net_skiffd: Daemon, tmp_path: Path) -> tuple[Runner, Runner, Runner]:
+    """The docker CLI on skiffd, the docker CLI on dockerd, the skiff CLI on skiffd."""
+    return (
+        runner(DOCKER, net_skiffd, tmp_path / "s"),
+        runner(DOCKER, net_daemon, tmp_path / "d"),
+        runner(SKIFF, net_skiffd, tmp_path / "k"),
+    )
+
+
+def same(s: subprocess.CompletedProcess[str], d: subprocess.CompletedProcess[str]) -> None:
+    assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), s.args
+
+
+def test_skiffd_create_inspect_ls_rm(pair: tuple[Runner, Runner, Runner]) -> None:
+    on_s, on_d, skiff = pair
+    a, plain = name(), name()
+    create = ["network", "create", "--subnet", "10.77.3.0/24", "--gateway", "10.77.3.254",
+              "--ip-range", "10.77.3.128/25", "--internal", "--label", "team=net",
+              "--label", "tier", "-o", "com.docker.network.driver.mtu=1400", a]  # fmt: skip
+    try:
+        sid, did = ok(on_s(*create)).strip(), ok(on_d(*create)).strip()
+        assert len(sid) == len(did) == 64
+        f = ("{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.Attachable}} {{.Ingress}} "
+             "{{.EnableIPv6}} {{json .Labels}} {{json .Options}} {{json .IPAM}} "
+             "{{json .Containers}} {{json .ConfigFrom}} {{.ConfigOnly}}")  # fmt: skip
+        inspect = ["network", "inspect", "-f", f, a]
+        same(on_s(*inspect), on_d(*inspect))
+        # the skiff CLI reads the same (IPAM aside: its key order is the daemon's or Go's,
+        # depending on the CLI's version)
+        f_skiff = f.replace("{{json .IPAM}}", "{{.IPAM.Driver}}")
+        assert ok(skiff("network", "inspect", "-f", f_skiff, a)) == ok(
+            on_s("network", "inspect", "-f", f_skiff, a)
+        )
+        # every key dockerd (API 1.41) shows, skiffd shows
+        (s_json,), (d_json,) = (json.loads(ok(x("network", "inspect", a))) for x in (on_s, on_d))
+        assert set(d_json) <= set(s_json), set(d_json) - set(s_json)
+        assert s_json["Id"] == sid
+        # with no --subnet, a /16 of Docker's default pools with its .1 as gateway (which
+        # one depends on what each daemon gave out before: dockerd does not reuse at once)
+        ok(on_s("network", "create", plain))
+        ok(on_d("network", "create", plain))
+        for x in (on_s, on_d):
+            (cfg,) = json.loads(ok(x("network", "inspect", "-f", "{{json .IPAM.Config}}", plain)))
+            net = ipaddress.ip_network(cfg["Subnet"])
+            assert net.prefixlen == 16 and net.subnet_of(ipaddress.ip_network("172.16.0.0/12"))
+            assert cfg["Gateway"] == str(net.network_address + 1)
+        for args in (
+            ["network", "ls", "--filter", "label=team=net", "--format",
+             "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.Labels}}"],
+            ["network", "ls", "--filter", f"name={a}", "--format", "{{.Name}}"],
+            ["network", "ls", "--filter", "driver=null", "--format", "{{.Name}} {{len .ID}}"],
+            ["network", "ls", "--filter", "type=custom", "--format", "{{.Name}}"],
+        ):  # fmt: skip
+            same(on_s(*args), on_d(*args))
+        # the docker CLI's own checks of the IPAM flags, and the daemon's refusals
+        for args in (["--gateway", "10.9.9.1", name()],
+                     ["--subnet", "10.78.0.0/24", "--gateway", "10.9.9.1", name()],
+                     ["--subnet", "10.78.0.0/24", "--ip-range", "10.9.9.0/28", name()],
+                     ["--subnet", "10.77.3.0/25", name()],  # overlaps a's pool
+                     [a]):  # the name is taken  # fmt: skip
+            s, d = on_s("network", "create", *args), on_d("network", "create", *args)
+            assert s.returncode != 0
+            assert (s.returncode, s.stderr) == (d.returncode, d.stderr), args
+        for args in (["network", "rm", a, "no-such-net"], ["network", "rm", "-f", "no-such-net"],
+                     ["network", "rm", "none"]):  # fmt: skip
+            same(on_s(*args), on_d(*args))
+    finally:
+        for x in (on_s, on_d):
+            x("network", "rm", a, plain)
+
+
+def connect_scenario(x: Runner, first: str, net: str, c: str) -> list[str]:
+    """The steps of test_connect_disconnect_port on one daemon; what the CLI said."""
+    seen: list[str] = []
+
+    def log(r: subprocess.CompletedProcess[str]) -> str:
+        # a port the daemon chose is the one thing that may differ; dockerd also binds
+        # [::] for 0.0.0.0 (skiffd's network layer is IPv4 only: not compared)
+        out = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", r.stdout)
+        out = re.sub(r"(?m)^\[::\]:\d+\n", "", out)
+        err = re.sub(r"\b[0-9a-f]{64}\b", "ID", r.stderr)  # the container's id
+        seen.append(f"{r.args[1:]} -> {r.returncode} {out!r} {err!r}")
+        return r.stdout
+
+    ok(x("network", "create", "--subnet", "10.80.0.0/24", first))
+    ok(x("network", "create", "--subnet", "10.79.0.0/24", net))
+    ok(x("run", "-d", "--name", c, "--network", first, "-p", "127.0.0.1::80",
+         "-p", "8181:81/udp", "busybox", "sleep", "300"))  # fmt: skip
+    log(x("network", "connect", "--ip", "10.79.0.50", "--alias", "web", "--alias", "www", net, c))
+    f = (f'{{{{json (index .NetworkSettings.Networks "{net}").Aliases}}}} '
+         f'{{{{(index .NetworkSettings.Networks "{net}").IPAddress}}}} '
+         f'{{{{(index .NetworkSettings.Networks "{net}").MacAddress}}}} '
+         f'{{{{(index .NetworkSettings.Networks "{first}").IPAddress}}}}')  # fmt: skip
+    aliases, *rest = ok(x("inspect", "-f", f, c)).split()
+    # dockerd 20.10 (API 1.41) adds the short id to Aliases; newer APIs keep it in DNSNames
+    seen.append(f"aliases {sorted(set(json.loads(aliases)) & {'web', 'www'})} {rest}")
+    addrs = ok(x("exec", c, "ip", "-o", "addr"))
+    seen.append(" ".join(sorted(re.findall(r"inet [\d./]+", addrs))))
+    links = ok(x("exec", c, "ip", "-o", "link"))
+    seen.append(" ".join(sorted(re.findall(r"link/ether [\da-f:]+", links))))
+    for args in (["port", c, "80"], ["port", c, "81/udp"], ["port", c, "9999"]):
+        log(x(*args))
+    log(x("network", "connect", net, c))
+    log(x("network", "disconnect", net, c))
+    seen.append(ok(x("inspect", "-f", "{{len .NetworkSettings.Networks}}", c)))
+    log(x("network", "disconnect", net, c))
+    log(x("network", "connect", net, c))
+    log(x("network", "rm", net))
+    log(x("network", "disconnect", "-f", net, c))
+    log(x("rm", "-f", c))
+    log(x("network", "rm", net, first))
+    return seen
+
+
+def test_skiffd_connect_disconnect_port(pair: tuple[Runner, Runner, Runner]) -> None:
+    on_s, on_d, _ = pair
+    first, net, c = name(), name(), name()
+    try:
+        theirs = connect_scenario(on_d, first, net, c)
+        ours = connect_scenario(on_s, first, net, c)
+        assert ours == theirs
+    finally:
+        for x in (on_s, on_d):
+            x("rm", "-f", c)
+            x("network", "rm", net, first)
+
+
+def test_skiffd_prune(pair: tuple[Runner, Runner, Runner]) -> None:
+    on_s, on_d, skiff = pair
+    nets = [name(), name()]
+    try:
+        outs = []
+        for x in (on_s, on_d):
+            for n in nets:
+                ok(x("network", "create", "--label", "prune=me", n))
+            out = ok(x("network", "prune", "-f", "--filter", "label=prune=me"))
+            lines = out.splitlines()
+            outs.append((lines[0], sorted(lines[1:-1]), out.endswith("\n\n")))
+            outs.append(ok(x("network", "prune", "-f")))
+        assert outs[0] == outs[2] == ("Deleted Networks:", sorted(nets), True)
+        assert outs[1] == outs[3] == ""
+        assert ok(skiff("network", "prune", "-f")) == ""
+    finally:
+        for x in (on_s, on_d):
+            x("network", "rm", "-f", *nets)
