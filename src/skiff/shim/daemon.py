@@ -16,6 +16,7 @@ import time
 
 from skiff.runtime.sig import signal
 from skiff.shim import syscalls
+from skiff.shim.forker import start_forker
 from skiff.shim.publisher import publisher_from_env
 from skiff.shim.reaper import Reaper
 from skiff.shim.service import TaskService
@@ -127,6 +128,10 @@ def run_daemon(args: Args, bundle: str, listener: socket.socket, socket_path: st
     # Block before any thread exists, so every thread inherits the mask and
     # only sigtimedwait below sees these signals.
     signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    # Forked now, while this process has one thread: the helper that runs our own
+    # skiff-runc's commands without starting an interpreter (skiff.shim.forker).
+    helper = os.path.join(os.path.dirname(sys.argv[0]), "skiff-shim-runc-helper")
+    forker = start_forker([helper, "-namespace", args.namespace, "-id", args.id])
     stopping = threading.Event()
 
     try:
@@ -160,6 +165,7 @@ def run_daemon(args: Args, bundle: str, listener: socket.socket, socket_path: st
         publisher=publisher,
         shutdown=shutdown,
         log=log,
+        forker=forker,
     )
     server = Server(on_error=log)
     server.register(api.SERVICE, task_handlers(service))

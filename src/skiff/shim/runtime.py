@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 import select
+from collections.abc import Callable
 
 from skiff.errors import Internal, NotFound
 from skiff.runtime.sig import signal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from skiff.shim.forker import Forker
     from skiff.shim.reaper import Reaper
 
 DEFAULT_RUNTIME = "skiff-runc"
@@ -37,11 +39,15 @@ def resolve_binary(name: str, python: str) -> str:
 
 
 class OciRuntime:
-    def __init__(self, binary: str, root: str, log_path: str, reaper: Reaper) -> None:
+    def __init__(
+        self, binary: str, root: str, log_path: str, reaper: Reaper, forker: Forker | None = None
+    ) -> None:
         self.binary = binary
         self.root = root
         self.log_path = log_path
         self._reaper = reaper
+        # only for our own skiff-runc: its commands then run in forks of a warm helper
+        self._forker = forker
 
     def _argv(self, args: list[str]) -> list[str]:
         return [
@@ -80,17 +86,23 @@ class OciRuntime:
         out = b""
         err = b""
         if stdio is not None:
-            pid = self.spawn(args, stdio)
+            status = self._call(args, stdio)
         else:
             in_r, in_w = os.pipe()
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
+            started = False
             try:
-                pid = self.spawn(args, (in_r, out_w, err_w))
+                wait = self._start(args, (in_r, out_w, err_w))
+                started = True
             finally:
                 os.close(in_r)
                 os.close(out_w)
                 os.close(err_w)
+                if not started:
+                    os.close(in_w)
+                    os.close(out_r)
+                    os.close(err_r)
             try:
                 if input:
                     os.write(in_w, input)
@@ -98,13 +110,31 @@ class OciRuntime:
                 pass
             os.close(in_w)
             out, err = _read_both(out_r, err_r)
-        status = self._reaper.wait(pid)
+            status = wait()
         if status != 0:
             message = self.last_error() or err.decode(errors="replace").strip()
             raise Internal(
                 f"{os.path.basename(self.binary)} {args[0]} failed (exit {status}): {message}"
             )
         return out
+
+    def _call(self, args: list[str], stdio: tuple[int, int, int]) -> int:
+        return self._start(args, stdio)()
+
+    def _start(self, args: list[str], stdio: tuple[int, int, int]) -> Callable[[], int]:
+        """Start one command on stdio; the result waits for its exit status."""
+        forker = self._forker
+        if forker is not None:
+            from skiff.shim.forker import ForkerGone
+
+            try:
+                reply = forker.send(self._argv(args)[1:], stdio)
+            except ForkerGone:
+                self._forker = None  # the helper is gone: execute the binary from now on
+            else:
+                return lambda: forker.wait(reply)
+        pid = self.spawn(args, stdio)
+        return lambda: self._reaper.wait(pid)
 
     def last_error(self) -> str:
         """The last error the runtime wrote to its JSON log, if any."""

@@ -14,6 +14,7 @@ import time
 
 from skiff.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
 from skiff.shim import syscalls
+from skiff.shim.forker import is_own_runtime
 from skiff.shim.runtime import DEFAULT_RUNTIME, OciRuntime, resolve_binary
 from skiff.shim.stdio import ConsoleSocket, ProcessIO
 from skiff.ttrpc import events
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from skiff.runtime.cgroups import Manager
+    from skiff.shim.forker import Forker
     from skiff.shim.publisher import Publisher
     from skiff.shim.reaper import Reaper
     from skiff.ttrpc.cgroups import MemoryOomControl
@@ -124,8 +126,10 @@ class TaskService:
         publisher: Publisher,
         shutdown: Callable[[], None],
         log: Callable[[str], None],
+        forker: Forker | None = None,
     ) -> None:
         self.container_id = container_id
+        self._forker = forker
         self.namespace = namespace
         self.bundle = bundle
         self._default_root = runtime_root
@@ -207,7 +211,8 @@ class TaskService:
         root = root or self._default_root
         os.makedirs(root, mode=0o711, exist_ok=True)
         _write_atomic(self._path(RUNTIME_FILE), f"{path}\n{root}\n")
-        self._runtime = oci = OciRuntime(path, root, self._path("log.json"), self._reaper)
+        forker = self._forker if self._forker is not None and is_own_runtime(path) else None
+        self._runtime = oci = OciRuntime(path, root, self._path("log.json"), self._reaper, forker)
         self._log(f"create {req.id}: runtime {path} root {root}")
 
         rootfs = self._path("rootfs")

@@ -52,7 +52,8 @@ def code_stamp() -> bytes:
     here = os.path.dirname(os.path.abspath(__file__))
     skiff_dir = os.path.dirname(here)
     parts = [sys.executable, sys.version]
-    for d in (here, os.path.join(skiff_dir, "ttrpc")):
+    # the runtime's and oci's too: the template pre-imports skiff-runc for the shims' helpers
+    for d in (here, *(os.path.join(skiff_dir, p) for p in ("ttrpc", "runtime", "oci"))):
         try:
             names = sorted(n for n in os.listdir(d) if n.endswith(".py"))
         except OSError:
@@ -162,6 +163,10 @@ def serve_template(sock: _socket.socket, path: str, stamp: bytes, address: str, 
     syscalls.set_cmdline([name, "-address", address])
     # What a shim may import later, imported once here to be shared.
     import json  # noqa: F401
+
+    from skiff.shim.forker import preimport
+
+    preimport()  # skiff-runc's code, run by each shim's runtime helper (skiff.shim.forker)
 
     gc.collect()
     # Objects that exist now are never scanned by the collector again, so
