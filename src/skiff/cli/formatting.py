@@ -257,4 +257,34 @@ def render_template(fmt: str, obj: Any) -> str:
     return Template(unescape(fmt)).render(obj)
 
 
+class StrictMap(dict[str, Any]):
+    """Raw JSON as the docker CLI's inspect fallback sees it (missingkey=error)."""
+
+    def missing_field(self, name: str) -> str:
+        return f'map has no entry for key "{name}"'
+
+
+def strict(v: Any) -> Any:
+    if isinstance(v, dict):
+        return StrictMap({k: strict(x) for k, x in v.items()})
+    if isinstance(v, list):
+        return [strict(x) for x in v]
+    return v
+
+
+def render_inspect(fmt: str, kind: str, obj: Any, fallback: bool = True) -> str:
+    """An inspect template as the docker CLI runs it: over the answer decoded into the
+    API's Go structs, and only if that fails over the raw JSON with missingkey=error."""
+    from skiff.cli.goshape import go_json, typed_root
+    from skiff.cli.gotemplate import NO_VALUE
+
+    template = Template(unescape(fmt), {"json": lambda v: go_json(None if v is NO_VALUE else v)})
+    try:
+        return template.render(typed_root(kind, obj))
+    except TemplateError:
+        if not fallback:
+            raise
+        return template.render(strict(obj))
+
+
 __all__ = ["Formatter", "TemplateError", "ago", "human_duration", "human_size", "tabwrite"]

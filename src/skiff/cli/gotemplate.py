@@ -37,8 +37,10 @@ def go_str(v: Any) -> str:
     if isinstance(v, float):
         return str(int(v)) if v.is_integer() and abs(v) < 1e21 else repr(v)
     if isinstance(v, str):
-        return v
+        return v if type(v) is str else str(getattr(v, "go_string", v.__str__)())
     if isinstance(v, dict):
+        if type(v) is not dict and hasattr(v, "go_string"):
+            return str(v.go_string())  # a Go struct (goshape.GoStruct) prints as {a b}
         return "map[" + " ".join(f"{go_str(k)}:{go_str(v[k])}" for k in sorted(v)) + "]"
     if isinstance(v, list | tuple):
         return "[" + " ".join(go_str(x) for x in v) + "]"
@@ -361,6 +363,9 @@ def parse(src: str) -> list[Node]:
 
 def field_of(v: Any, name: str) -> Any:
     if isinstance(v, dict):
+        if name not in v and hasattr(v, "missing_field"):
+            # a Go struct has no such field (goshape.GoStruct), a strict map no such key
+            raise TemplateError(v.missing_field(name))
         if name not in v and type(v) is not dict and callable(getattr(type(v), name, None)):
             raise TemplateError(f"wrong number of args for {name}: want 1 got 0")
         return v.get(name, NO_VALUE)

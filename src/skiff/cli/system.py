@@ -359,8 +359,11 @@ INSPECTORS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def inspect_objects(cli: Cli, argv: list[str], kind: str | None) -> int:
-    """inspect for one kind of object, or (kind None) the first kind that has the name."""
+def inspect_objects(cli: Cli, argv: list[str], kind: str | None, raw: bool = True) -> int:
+    """inspect for one kind of object, or (kind None) the first kind that has the name.
+
+    raw=False is `docker volume inspect`'s way: the answer is decoded into its Go
+    struct and re-encoded, also for the plain and `json` forms, with no raw fallback."""
     prog = f"{kind} inspect" if kind else "inspect"
     p = parser(prog, usage=f"skiff {prog} [OPTIONS] NAME [NAME...]")
     p.add_argument("-f", "--format", default="")
@@ -371,6 +374,7 @@ def inspect_objects(cli: Cli, argv: list[str], kind: str | None) -> int:
     o = p.parse_args(argv)
     kinds = [kind] if kind else ([o.type] if o.type else list(INSPECTORS))
     found: list[Any] = []
+    found_kinds: list[str] = []
     missing: list[str] = []
     for name in o.names:
         for k in kinds:
@@ -379,16 +383,24 @@ def inspect_objects(cli: Cli, argv: list[str], kind: str | None) -> int:
                     found.append(cli.client.inspect_container(name, size=True))
                 else:
                     found.append(INSPECTORS[k](cli.client, name))
+                found_kinds.append(k)
                 break
             except NotFound:
                 continue
         else:
             missing.append(name)
-    if o.format:
+    if not raw and o.format in ("", "json"):
+        from skiff.cli.goshape import go_json, typed_root
+
+        typed = [typed_root(k, obj) for k, obj in zip(found_kinds, found, strict=True)]
+        cli.print(go_json(typed, "    " if not o.format else "", escape_html=True))
+    elif o.format == "json":
+        # the docker CLI's JSON inspector: one compact array of the answers
+        cli.print(json.dumps(found, separators=(",", ":"), ensure_ascii=False))
+    elif o.format:
         try:
-            for obj in found:
-                cli.print(fmt.render_template(o.format, obj) if o.format != "json"
-                          else json.dumps(obj, separators=(",", ":")))  # fmt: skip
+            for k, obj in zip(found_kinds, found, strict=True):
+                cli.print(fmt.render_inspect(o.format, k, obj, fallback=raw))
         except fmt.TemplateError as e:
             raise StatusError(1, f"template parsing error: {e}") from None
     else:

@@ -97,7 +97,7 @@ def cmd_prune(cli: Cli, argv: list[str]) -> int:
 def cmd_inspect(cli: Cli, argv: list[str]) -> int:
     from skiff.cli.system import inspect_objects
 
-    return inspect_objects(cli, argv, "volume")
+    return inspect_objects(cli, argv, "volume", raw=False)
 
 
 VERBS: dict[str, Command] = {"create": cmd_create, "ls": cmd_ls, "list": cmd_ls, "rm": cmd_rm,

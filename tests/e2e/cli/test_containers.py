@@ -151,6 +151,33 @@ def test_detached_ps_inspect_match_docker(skiff: Runner, docker: Runner) -> None
         skiff("rm", "-f", n)
 
 
+def test_inspect_json_matches_docker(skiff: Runner, docker: Runner, tmp_path: Path) -> None:
+    # the docker CLI decodes inspect answers into Go structs before a template sees them:
+    # {{json}} has the struct's field order, zero values, no omitempty-empty fields
+    n, vol = name(), name()
+    ok(skiff("volume", "create", "--label", "z=1", "--label", "a=2", vol))
+    ok(skiff("run", "-d", "--name", n, "-l", "z=1", "-l", "a=2", "-e", "B=1", "-e", "A=2",
+             "-v", f"{vol}:/data", "-v", f"{tmp_path}:/host:ro", "--tmpfs", "/t", "-w", "/tmp",
+             "--restart", "on-failure:3", "--memory", "64m", "--cap-add", "NET_ADMIN",
+             "--stop-signal", "SIGINT", "--stop-timeout", "5", "--health-cmd", "true",
+             "--health-interval", "1h", "--network", "none", "busybox", "sleep", "300"))  # fmt: skip
+    try:
+        for fmt in ("{{json .}}", "{{json .Config}}", "{{json .HostConfig}}", "{{json .State}}",
+                    "{{json .NetworkSettings}}", "{{json .Mounts}}", "{{json .GraphDriver}}",
+                    "{{.HostConfig.RestartPolicy}}", "{{json .Config.Labels}}", "json"):  # fmt: skip
+            assert ok(skiff("inspect", "--format", fmt, n)) == ok(
+                docker("inspect", "--format", fmt, n)
+            ), fmt
+        for kind, obj in (("image", "busybox"), ("volume", vol), ("network", "none"),
+                          ("network", "host")):  # fmt: skip
+            for fmt in ("{{json .}}", "json", "{{.Name}}" if kind != "image" else "{{.Os}}", ""):
+                args = [kind, "inspect", "--format", fmt, obj] if fmt else [kind, "inspect", obj]
+                assert ok(skiff(*args)) == ok(docker(*args)), args
+    finally:
+        skiff("rm", "-f", n)
+        skiff("volume", "rm", vol)
+
+
 def test_logs(skiff: Runner, docker: Runner) -> None:
     n = name()
     ok(skiff("run", "--name", n, "busybox", "sh", "-c", "echo one; echo two >&2; echo three"))
