@@ -10,8 +10,10 @@ driven by the same docker CLI on the same busybox image, in one run (issue 8).
              `-p 5000`: from the daemon's namespace to 127.0.0.1:PORT (the
              userland proxy: docker-proxy, skiffd's proxy), from a second
              namespace on a veth ("another machine") to the daemon's address
-             10.98.0.1:PORT (the DNAT path through the kernel), and straight
-             to the container's address (no port publishing at all)
+             10.98.0.1:PORT (the DNAT path through the kernel: prerouting),
+             from the daemon's namespace to that same address (DNAT in the
+             output hook), and straight to the container's address (no port
+             publishing at all)
 
 Each transfer is N MB from a Python client, timed until the sink has read
 everything and closed (the client half-closes and waits for EOF). Every packet
@@ -116,6 +118,7 @@ def throughput(d: Daemon, total: int, repeat: int) -> dict[str, float | str]:
                 ("tcp_direct_mb_s", d.netns, (ip, SINK_PORT)),
                 ("tcp_proxy_mb_s", d.netns, ("127.0.0.1", port)),
                 ("tcp_dnat_mb_s", other, (OUTSIDE_HOST, port)),
+                ("tcp_local_dnat_mb_s", d.netns, (OUTSIDE_HOST, port)),
             ]
             for key, netns, addr in paths:
                 try:
@@ -177,6 +180,9 @@ def main() -> int:
 
 def report(results: dict[str, dict[str, float | str]], args: argparse.Namespace) -> None:
     s, k = results["skiffd"], results["dockerd"]
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    print(f"bench/network.py  {time.strftime('%Y-%m-%d %H:%M')}  {os.cpu_count()} cpus  load {load}"
+          f"  runs {args.runs}  {args.repeat} x {args.mbytes} MB per path")  # fmt: skip
     print(f"{'':40}{'skiffd':>12}{'dockerd':>12}{'ratio':>8}")
     rows = [
         ("run_bridge_median_ms", "run --rm, bridge: median (ms)"),
@@ -185,6 +191,7 @@ def report(results: dict[str, dict[str, float | str]], args: argparse.Namespace)
         ("run_none_p90_ms", "run --rm, --network none: p90 (ms)"),
         ("tcp_proxy_mb_s", f"TCP 127.0.0.1:PORT, proxy ({args.mbytes} MB) MB/s"),
         ("tcp_dnat_mb_s", f"TCP {OUTSIDE_HOST}:PORT, DNAT MB/s"),
+        ("tcp_local_dnat_mb_s", f"TCP {OUTSIDE_HOST}:PORT from the host MB/s"),
         ("tcp_direct_mb_s", "TCP container IP:5000 MB/s"),
     ]
     for key, label in rows:
