@@ -3,7 +3,8 @@ namespace of the test's own (net_daemons.py): a user network where one container
 reaches another by name and by an alias given at connect, a port published with
 `ports={'80/tcp': None}` read back and answering on the namespace's loopback; and
 the same scenario against Debian's dockerd in a namespace of its own, comparing
-the JSON docker-py reads key for key.
+the JSON docker-py reads key for key, and /etc/hosts, /etc/resolv.conf and
+/etc/hostname in the container.
 """
 
 from __future__ import annotations
@@ -166,6 +167,10 @@ def scenario(c: Any, run_client: Any) -> dict[str, Any]:
         v4 = [b for b in port if b["HostIp"] == "0.0.0.0"]
         answer = run_client(ASK.format(host="127.0.0.1", port=v4[0]["HostPort"]))
         listed = [x.attrs for x in c.networks.list(names=[net])]
+        files = {
+            f: s.exec_run(["cat", f]).output.decode().replace(s.id[:12], "<id>")
+            for f in ("/etc/hosts", "/etc/resolv.conf", "/etc/hostname")
+        }
         return {
             "network": n.attrs,
             "listed": listed[0],
@@ -173,6 +178,7 @@ def scenario(c: Any, run_client: Any) -> dict[str, Any]:
             "port_v4": v4,
             "answer": answer,
             "endpoint": s.attrs["NetworkSettings"]["Networks"][net],
+            "files": files,
         }
     finally:
         cleanup(c, [ctr], [net])
@@ -215,3 +221,12 @@ def test_parity_with_dockerd(
     a, b = ours["network"]["Containers"][cid], theirs["network"]["Containers"][tid]
     assert (a["IPv4Address"], a["MacAddress"]) == (b["IPv4Address"], b["MacAddress"])
     assert ours["port_v4"][0]["HostIp"] == theirs["port_v4"][0]["HostIp"] == "0.0.0.0"
+
+    # the files written into the container say the same (embedded DNS on a user network);
+    # skiffd writes the comment header of newer Docker Engines into resolv.conf
+    def said(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    assert {f: said(t) for f, t in ours["files"].items()} == {
+        f: said(t) for f, t in theirs["files"].items()
+    }
