@@ -823,6 +823,7 @@ class ContainerService:
                 raise
 
         settings, hosts, resolv = await svc.call(work)
+        self._network_events(c, "connect", settings)
         if hosts:
             # in place: the files are bind-mounted into the container already
             _rewrite(os.path.join(c.dir, "hosts"), hosts)
@@ -882,10 +883,27 @@ class ContainerService:
             return
         await self._wait_networks(svc)
         try:
+            settings = await svc.call(svc.manager.network_settings, c.id)
             await svc.call(svc.manager.release_container, c.id)
         except SkiffError as e:
             log.warning("releasing the networks of %s: %s", c.id[:12], e)
+        else:
+            self._network_events(c, "disconnect", settings)
         self._set_network_settings(c, None)
+
+    def _network_events(self, c: Container, action: str, settings: dict[str, Any]) -> None:
+        """dockerd's `network connect`/`disconnect` events, one per network, at start and exit."""
+        for name, entry in (settings.get("Networks") or {}).items():
+            self.events.emit(
+                "network",
+                action,
+                entry.get("NetworkID") or "",
+                {
+                    "container": c.id,
+                    "name": name,
+                    "type": {"none": "null", "host": "host"}.get(name, "bridge"),
+                },
+            )
 
     async def connect_network(self, network: str, ref: str, config: dict[str, Any]) -> None:
         """docker network connect: live when the container runs, else at its next start."""
