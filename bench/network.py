@@ -31,6 +31,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import sys
@@ -153,6 +154,8 @@ def main() -> int:
     if not BUSYBOX_TAR.exists():
         print(f"{BUSYBOX_TAR} is missing: run `make images`", file=sys.stderr)
         return 1
+    # a SIGTERM (timeout, CI) unwinds like ctrl-c, so the daemons and namespaces go too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = Path(tempfile.mkdtemp(prefix="bench-network-"))
     base.chmod(0o755)
     results: dict[str, dict[str, float | str]] = {}
