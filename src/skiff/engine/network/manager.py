@@ -686,9 +686,9 @@ class NetworkManager:
             # host's namespace adds nothing to the host's ruleset)
             # Only a table this daemon wrote (now, or before a restart that dropped its
             # bridges) is removed: another daemon in the same namespace may own one.
-            if self._applied_rules or (self._applied_rules is None and self._stale_table):
-                if nft.list_table(self.nft_command):
-                    nft.remove(self.nft_command)
+            ours = self._applied_rules or (self._applied_rules is None and self._stale_table)
+            if ours and nft.list_table(self.nft_command):
+                nft.remove(self.nft_command)
             self._applied_rules = ""
             self._stale_table = False
             return
