@@ -178,6 +178,29 @@ def test_inspect_json_matches_docker(skiff: Runner, docker: Runner, tmp_path: Pa
         skiff("volume", "rm", vol)
 
 
+def test_parallel_execs(skiff: Runner, docker: Runner) -> None:
+    # 30 execs at once on one container, half through each CLI, with stdin and exit codes:
+    # create, start, exit and inspect of one must never lose track of another
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = name()
+    ok(skiff("run", "-d", "--name", n, "busybox", "sleep", "300"))
+    try:
+
+        def one(i: int) -> tuple[int, str]:
+            run = docker if i % 2 else skiff
+            r = run("exec", "-i", n, "sh", "-c", f"cat; echo out-{i}; exit {i % 7}",
+                    input=f"in-{i}\n", timeout=120)  # fmt: skip
+            return r.returncode, r.stdout + r.stderr
+
+        with ThreadPoolExecutor(30) as pool:
+            results = list(pool.map(one, range(30)))
+        for i, (code, out) in enumerate(results):
+            assert (code, out) == (i % 7, f"in-{i}\nout-{i}\n"), i
+    finally:
+        skiff("rm", "-f", n)
+
+
 def test_logs(skiff: Runner, docker: Runner) -> None:
     n = name()
     ok(skiff("run", "--name", n, "busybox", "sh", "-c", "echo one; echo two >&2; echo three"))
