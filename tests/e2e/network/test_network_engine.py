@@ -286,10 +286,11 @@ def test_connect_disconnect_inspect_and_cleanup(net_engine: NetEngine) -> None:
             inspect(eng, peer)["Id"]
         }
         # --network container:<id> shares the namespace
-        out = eng.docker("run", "--rm", "--network", f"container:{peer}", "busybox",
-                         "ip", "-4", "-o", "addr", "show", "eth0").stdout  # fmt: skip
+        out = eng.docker("run", "--rm", "--network", f"container:{peer}", "busybox", "sh", "-c",
+                         f"ip -4 -o addr show eth0 && grep 127.0.0.11 /etc/resolv.conf "
+                         f"&& ping -c1 -W2 {peer}").stdout  # fmt: skip
         ip = inspect(eng, peer)["NetworkSettings"]["Networks"][net]["IPAddress"]
-        assert ip in out
+        assert ip in out and f"PING {peer} ({ip})" in out
         # a stopped container can be connected; it gets the network at its next start
         eng.docker("create", "--name", side, "busybox", "sleep", "300")
         eng.docker("network", "connect", net, side)

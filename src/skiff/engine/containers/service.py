@@ -767,7 +767,16 @@ class ContainerService:
         its ports, write its /etc files; all of it undone if any of it fails."""
         mode = str(c.host.get("NetworkMode") or "")
         svc = self.networks
-        if svc is None or mode.startswith("container:"):
+        if mode.startswith("container:"):
+            # the namespace's owner's view of names (its hosts, its resolver: 127.0.0.11
+            # on a user network is served in that very namespace), as dockerd shares them
+            with contextlib.suppress(SkiffError, OSError):
+                other = self.get(mode.split(":", 1)[1])
+                for name in ("hosts", "resolv.conf"):
+                    with open(os.path.join(other.dir, name)) as f:
+                        _rewrite(os.path.join(c.dir, name), f.read())
+            return
+        if svc is None:
             return
         wanted = list(((c.data.get("NetworkSettings") or {}).get("Networks") or {}).items())
         if not wanted:
