@@ -3,7 +3,9 @@ namespace of the test's own (net_daemons.py): a project of two services on the
 project's default network, one depending on the other, a named volume, a
 published port and environment; `up -d`, `ps`, `port`, one service reaching the
 other by service name (through the published port and through `exec -T`),
-`logs`, and `down -v` leaving no container, network or volume behind.
+`logs`, and `down -v` leaving no container, network or volume behind; and
+`up -d --force-recreate` keeping the named volume's data (xfail: a known gap of
+skiffd's image inspect, see the test).
 
 The same project runs against Debian's dockerd in a namespace of its own first
 (when `COMPOSE_BASELINE=1`), which is how the expectations here were checked.
@@ -131,6 +133,24 @@ def scenario(env: dict[str, str], workdir: Path, in_netns: Callable[[str], str])
         compose("down", "-v", "-t", "1")
 
 
+def recreate(env: dict[str, str], workdir: Path) -> None:
+    """`up -d --force-recreate`: new containers for every service, the named volume's
+    data kept (compose reads the old container's image config to carry volumes over)."""
+    project = "r" + uuid.uuid4().hex[:8]
+    (workdir / "docker-compose.yml").write_text(PROJECT)
+    compose, _ = runners(env, workdir, project)
+    try:
+        ok(compose("up", "-d"))
+        before = set(ok(compose("ps", "-q")).split())
+        ok(compose("exec", "-T", "db", "sh", "-c", "echo kept > /data/mark"))
+        ok(compose("up", "-d", "--force-recreate", "-t", "1"))
+        after = set(ok(compose("ps", "-q")).split())
+        assert len(after) == 2 and not before & after
+        assert ok(compose("exec", "-T", "db", "cat", "/data/mark")) == "kept\n"
+    finally:
+        compose("down", "-v", "-t", "1")
+
+
 @pytest.fixture
 def need_compose() -> None:
     if COMPOSE is None:
@@ -160,3 +180,30 @@ def test_compose_project_dockerd_baseline(tmp_path: Path) -> None:
             ).stdout  # fmt: skip
 
         scenario(d.env(tmp_path / "cli"), tmp_path, in_netns)
+
+
+@pytest.mark.usefixtures("need_compose")
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="skiffd's GET /v1.38/images/busybox/json has no ContainerConfig (Docker "
+    "leaves it out only from API 1.45 on); compose 1.29 reads "
+    "image_config['ContainerConfig'] to carry volumes over: KeyError",
+)
+def test_compose_force_recreate(net_engine: NetEngine, tmp_path: Path) -> None:
+    try:
+        recreate(net_engine.env, tmp_path)
+    except AssertionError as exc:
+        if "ContainerConfig" not in str(exc):
+            raise RuntimeError(f"not the known gap: {exc}") from exc  # fails, not xfails
+        raise
+
+
+@pytest.mark.usefixtures("need_compose")
+@pytest.mark.skipif(
+    os.environ.get("COMPOSE_BASELINE") != "1",
+    reason="the dockerd baseline of the compose scenario runs with COMPOSE_BASELINE=1",
+)
+def test_compose_force_recreate_dockerd_baseline(tmp_path: Path) -> None:
+    with cli_daemons.dockerd(netns=True) as d:
+        recreate(d.env(tmp_path / "cli"), tmp_path)
