@@ -329,6 +329,11 @@ def test_restart_keeps_ports_and_releases_the_dead(own_net_engine: NetEngine) ->
     dead_pid = inspect(eng, dead)["State"]["Pid"]
     veths = [n for n in eng.links() if n.startswith("veth")]
     assert len(veths) == 2
+    # a user network's names are answered again after the restart (DNS servers come back)
+    net, named = uniq("rnet"), uniq("named")
+    eng.docker("network", "create", net)
+    eng.docker("network", "connect", "--alias", "lookme", net, live)
+    eng.docker("run", "-d", "--name", named, "--network", net, "busybox", "sleep", "300")
     # SIGKILL skiffd; one container dies while it is down
     eng.kill_skiffd()
     import os
@@ -344,11 +349,14 @@ def test_restart_keeps_ports_and_releases_the_dead(own_net_engine: NetEngine) ->
     assert inspect(eng, dead)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
     bridge = json.loads(eng.docker("network", "inspect", "bridge").stdout)[0]
     assert list(bridge["Containers"]) == [inspect(eng, live)["Id"]]
+    eng.docker("exec", named, "ping", "-c1", "-W2", "lookme")
     # a graceful restart keeps it too, and the port can be reused by a new container
     eng.restart_skiffd(kill=False)
     assert tcp(eng, 18300) == "pong"
+    eng.docker("exec", named, "ping", "-c1", "-W2", live)
     eng.docker("run", "-d", "--name", uniq("reuse"), "-p", "18301:80", "busybox", "sleep", "30")
-    assert [n for n in eng.links() if n.startswith("veth")].__len__() == 2
+    # live (bridge + rnet), named, reuse
+    assert len([n for n in eng.links() if n.startswith("veth")]) == 4
     # the rules follow the store
     rules = eng.in_netns("nft", "list", "table", "ip", "skiff").stdout
     assert "dport 18300" in rules and "dport 18301" in rules
