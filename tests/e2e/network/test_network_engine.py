@@ -370,3 +370,26 @@ def test_host_and_none_modes(net_engine: NetEngine, mode: str) -> None:
         assert "eth0" not in out and "lo:" in out and "UP" in out
     else:
         assert "skiff0" in out  # the daemon's (test) namespace
+
+
+def test_daemon_flags_bip_pools_no_iptables() -> None:
+    from net_daemons import need_root_tools
+    from net_daemons import net_engine as start
+
+    why = need_root_tools()
+    if why:
+        pytest.skip(why)
+    flags = ["--iptables=false", "--bip", "10.200.0.1/24",
+             "--default-address-pool", "base=10.201.0.0/16,size=24"]  # fmt: skip
+    with start(flags) as eng:
+        addr = eng.in_netns("ip", "-4", "-o", "addr", "show", "skiff0", check=True).stdout
+        assert "10.200.0.1/24" in addr
+        assert eng.in_netns("nft", "list", "tables").stdout.strip() == ""
+        eng.docker("network", "create", "pooled")
+        cfg = json.loads(eng.docker("network", "inspect", "pooled").stdout)[0]["IPAM"]["Config"]
+        assert cfg == [{"Subnet": "10.201.0.0/24", "Gateway": "10.201.0.1"}]
+        # no rules: the userland proxy alone serves the published port on loopback
+        eng.docker("run", "-d", "-p", "18400:80", "busybox", "sh", "-c", SERVER.format(port=80))
+        assert tcp(eng, 18400) == "pong"
+        out = eng.docker("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        assert "10.200.0.2/24" in out or "10.200.0.3/24" in out
