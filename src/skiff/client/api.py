@@ -298,8 +298,16 @@ class Client:
         result: list[JSON] = self.call("GET", "/containers/json", params)
         return result
 
+    def before(self, version: str) -> bool:
+        """Whether the negotiated API version is older than `version`."""
+        return version_tuple(self.api_version) < version_tuple(version)
+
     def create_container(self, config: JSON, name: str | None = None,
                          platform: str | None = None) -> JSON:  # fmt: skip
+        host = config.get("HostConfig")
+        if isinstance(host, dict) and "ConsoleSize" in host and self.before("1.42"):
+            # ConsoleSize came with API 1.42; the docker client zeroes it for older daemons
+            config = {**config, "HostConfig": {**host, "ConsoleSize": [0, 0]}}
         result: JSON = self.call(
             "POST", "/containers/create", {"name": name, "platform": platform}, json_body=config
         )
@@ -414,6 +422,8 @@ class Client:
     # -- exec ------------------------------------------------------------
 
     def exec_create(self, id: str, config: JSON) -> str:
+        if "ConsoleSize" in config and self.before("1.42"):
+            config = {k: v for k, v in config.items() if k != "ConsoleSize"}
         result: JSON = self.call("POST", f"/containers/{quote_path(id)}/exec", json_body=config)
         return str(result["Id"])
 
@@ -423,7 +433,7 @@ class Client:
     def exec_attach(self, exec_id: str, tty: bool,
                     console_size: list[int] | None = None) -> Hijacked:  # fmt: skip
         body: JSON = {"Detach": False, "Tty": tty}
-        if console_size:
+        if console_size and not self.before("1.42"):
             body["ConsoleSize"] = console_size
         return self.hijack(f"/exec/{exec_id}/start", json_body=body)
 

@@ -205,9 +205,19 @@ def test_not_a_tty_and_pull_progress_in_a_terminal(
     skiff("rmi", ref)
 
 
+def require_console_size(skiff: Runner) -> str:
+    """The daemon's API version, once it is one that honours ConsoleSize (1.42+)."""
+    version = skiff("version", "--format", "{{.Server.ApiVersion}}").stdout.strip()
+    major, _, minor = version.partition(".")
+    if (int(major), int(minor or 0)) < (1, 42):
+        pytest.skip(f"the daemon speaks API {version}: ConsoleSize came with 1.42")
+    return version
+
+
 def test_exec_it_starts_with_the_terminal_size(
     skiff: Runner, daemon: Daemon, config_dir: Path
 ) -> None:
+    require_console_size(skiff)
     # a command that reads its size once, at once: only ConsoleSize (sent at exec create
     # and start) can give it the size, the resize that follows comes too late
     n = f"t{uuid.uuid4().hex[:10]}"
@@ -222,6 +232,7 @@ def test_exec_it_starts_with_the_terminal_size(
 
 
 def test_run_it_sends_the_terminal_size(skiff: Runner, daemon: Daemon, config_dir: Path) -> None:
+    require_console_size(skiff)
     n = f"t{uuid.uuid4().hex[:10]}"
     try:
         with terminal(daemon, config_dir, "run", "-it", "--name", n, "busybox", "true") as t:
