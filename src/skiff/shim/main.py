@@ -21,6 +21,9 @@ import _socket
 import os
 import sys
 
+from skiff.ttrpc.shimstart import alive, listen, write_address
+from skiff.ttrpc.shimstart import socket_path as socket_path  # re-exported
+
 _FLAGS_WITH_VALUE = {"namespace", "id", "address", "publish-binary", "bundle", "socket"}
 _BOOL_FLAGS = {"debug", "v"}
 
@@ -69,21 +72,6 @@ def parse_args(argv: list[str]) -> Args:
     return args
 
 
-def socket_path(address: str, namespace: str, container_id: str) -> str:
-    """Where the shim listens: beside containerd's socket, under s/<hash> as containerd's shims do."""
-    try:
-        # the builtin module: hashlib would load OpenSSL, about 0.6 MB per shim
-        from _sha256 import sha256  # type: ignore[import-not-found]
-    except ImportError:
-        from hashlib import sha256
-    digest = sha256(f"{address}/{namespace}/{container_id}".encode()).hexdigest()
-    base = os.path.join(os.path.dirname(os.path.abspath(address)), "s")
-    path = os.path.join(base, digest)
-    if len(path) >= 104:  # sun_path limit
-        path = os.path.join("/run/skiff/s", digest)
-    return path
-
-
 def runtime_root(address: str, namespace: str) -> str:
     """Default runtime state root: <containerd socket dir>/runc/<ns>, as containerd-shim-runc-v2."""
     return os.path.join(os.path.dirname(os.path.abspath(address)), "runc", namespace)
@@ -108,28 +96,6 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _alive(path: str) -> bool:
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        s.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-def _listen(path: str) -> _socket.socket:
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-    try:
-        sock.bind(path)
-        sock.listen(64)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def start(args: Args, argv: list[str]) -> int:
     bundle = os.getcwd()
     try:
@@ -141,13 +107,13 @@ def start(args: Args, argv: list[str]) -> int:
     address = "unix://" + path
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
     if os.path.exists(path):
-        if _alive(path):
-            _write_address(bundle, address)
+        if alive(path):
+            write_address(bundle, address)
             print(address, end="")
             return 0
         os.unlink(path)
 
-    listener = _listen(path)
+    listener = listen(path)
     try:
         ok = _start_shim(args, argv, bundle, listener)
     finally:
@@ -159,7 +125,7 @@ def start(args: Args, argv: list[str]) -> int:
         except OSError:
             pass
         return 1
-    _write_address(bundle, address)
+    write_address(bundle, address)
     # containerd reads the whole output as the address: print nothing else
     sys.stdout.write(address)
     sys.stdout.flush()
@@ -219,13 +185,6 @@ def last_words(bundle: str, exc: BaseException) -> None:
             f.write(f"{time.ctime()}: skiff-shim died: {type(exc).__name__}: {exc}\n")
     except OSError:
         pass
-
-
-def _write_address(bundle: str, address: str) -> None:
-    tmp = os.path.join(bundle, "address.tmp")
-    with open(tmp, "w") as f:
-        f.write(address)
-    os.rename(tmp, os.path.join(bundle, "address"))
 
 
 def delete(args: Args) -> int:

@@ -20,89 +20,24 @@ import os
 import sys
 import time
 
+from skiff.ttrpc.shimstart import PROTOCOL
+from skiff.ttrpc.shimstart import TemplateGone as TemplateGone  # the start side, re-exported
+from skiff.ttrpc.shimstart import code_stamp as code_stamp
+from skiff.ttrpc.shimstart import request_shim as request_shim
+from skiff.ttrpc.shimstart import template_path as template_path
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
 
     from skiff.shim.main import Args
 
-PROTOCOL = b"skiff-shim-template/1"
 _MAX_MESSAGE = 1 << 20
 _POLL_SECONDS = 5.0  # how often an idle template looks at its socket, shims and supervisor
 _IDLE_SECONDS = 60.0  # a template with no shim left waits this long for the next start
-_FD_SIZE = 4  # sizeof(int), as SCM_RIGHTS carries descriptors
 
 
-def template_path(shim_socket: str, address: str) -> str:
-    """The template's socket: in the directory of the shim sockets, one per supervisor address."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found]
-    except ImportError:
-        from hashlib import sha256
-    digest = sha256(address.encode()).hexdigest()[:32]
-    return os.path.join(os.path.dirname(shim_socket), f"template-{digest}")
-
-
-def code_stamp() -> bytes:
-    """Which code a template runs: the interpreter and the shim's sources (names, sizes, mtimes).
-
-    A template keeps running the code it imported; a `start` from a changed
-    checkout or another interpreter must not be served by it.
-    """
-    here = os.path.dirname(os.path.abspath(__file__))
-    skiff_dir = os.path.dirname(here)
-    parts = [sys.executable, sys.version]
-    # the runtime's and oci's too: the template pre-imports skiff-runc for the shims' helpers
-    for d in (here, *(os.path.join(skiff_dir, p) for p in ("ttrpc", "runtime", "oci"))):
-        try:
-            names = sorted(n for n in os.listdir(d) if n.endswith(".py"))
-        except OSError:
-            names = []
-        for name in names:
-            st = os.stat(os.path.join(d, name))
-            parts.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
-    st = os.stat(os.path.join(skiff_dir, "errors.py"))
-    parts.append(f"errors.py:{st.st_size}:{st.st_mtime_ns}")
-    try:
-        from _sha256 import sha256
-    except ImportError:
-        from hashlib import sha256
-    digest: str = sha256("\n".join(parts).encode()).hexdigest()
-    return digest[:32].encode()
-
-
-# --- the start side ------------------------------------------------------------
-
-
-class TemplateGone(Exception):
-    """No template answers (or it runs other code): start one, or fork the shim directly."""
-
-
-def request_shim(path: str, stamp: bytes, argv: list[str], bundle: str, listener_fd: int) -> int:
-    """Ask the template at path to fork a shim serving listener_fd; return the shim's pid."""
-    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    try:
-        sock.settimeout(10.0)
-        try:
-            sock.connect(path)
-        except OSError as exc:
-            raise TemplateGone(f"connect {path}: {exc}") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        fields = [PROTOCOL, stamp, bundle.encode(), b"%o" % umask, b"%d" % len(argv)]
-        fields += [os.fsencode(a) for a in argv]
-        fields += [k + b"=" + v for k, v in os.environb.items()]
-        fds = listener_fd.to_bytes(_FD_SIZE, sys.byteorder)
-        try:
-            sock.sendmsg([b"\0".join(fields)], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
-            reply = sock.recv(4096)
-        except OSError as exc:
-            raise TemplateGone(f"template {path}: {exc}") from None
-    finally:
-        sock.close()
-    if reply.startswith(b"ok "):
-        return int(reply[3:])
-    raise TemplateGone(f"template {path}: {reply.decode(errors='replace') or 'no answer'}")
+# --- the start side: skiff.ttrpc.shimstart, shared with skiff-containerd ------------
 
 
 def bind_template_socket(path: str) -> _socket.socket:

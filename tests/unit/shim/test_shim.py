@@ -324,3 +324,53 @@ def test_template_leaves_with_its_last_shim_when_no_supervisor_listens(
         assert not list(short_tmp.glob("s/template-*"))
     finally:
         _kill_all([pid, *_templates(address)])
+
+
+def test_supervisor_starts_our_shim_from_the_template_without_the_bootstrap(
+    bundle: Path, short_tmp: Path
+) -> None:
+    """skiff-containerd's path (skiff.ttrpc.shimstart): the template forks the shim directly."""
+    from skiff.ttrpc import shimstart
+
+    address = str(short_tmp / "c.sock")
+    shims: list[int] = []
+    try:
+        # no template yet: nothing is started, the caller must execute the binary
+        with pytest.raises(shimstart.TemplateGone):
+            shimstart.start_from_template(
+                SHIM, ["-namespace", "ns", "-id", "c9", "-address", address], str(bundle),
+                address=address, namespace="ns", container_id="c9",
+                stamp=shimstart.code_stamp(),
+            )  # fmt: skip
+        assert not os.path.exists(shimstart.socket_path(address, "ns", "c9"))
+        shims.append(_start(address, short_tmp / "b0", "c0")[1])  # executes it: the template
+        interpreter = shimstart.own_shim_interpreter(SHIM)
+        assert interpreter, f"{SHIM} is not this checkout's lean launcher"
+        assert shimstart.own_shim_interpreter("/usr/bin/containerd-shim-runc-v2") == ""
+        b1 = short_tmp / "b1"
+        b1.mkdir()
+        shim_address = shimstart.start_from_template(
+            SHIM, ["-namespace", "ns", "-id", "c1", "-address", address], str(b1),
+            address=address, namespace="ns", container_id="c1",
+            env={b"PATH": os.environb.get(b"PATH", b"/usr/bin:/bin")},
+            stamp=shimstart.code_stamp(interpreter),
+        )  # fmt: skip
+        assert (b1 / "address").read_text() == shim_address
+        client = Client(shim_address)
+        try:
+            reply = client.call(api.SERVICE, "Connect", api.ConnectRequest(id="c1").encode())
+        finally:
+            client.close()
+        pid = api.ConnectResponse.decode(reply).shim_pid
+        shims.append(pid)
+        assert _cmdline(pid)[1:5] == [b"-namespace", b"ns", b"-id", b"c1"]
+        assert os.readlink(f"/proc/{pid}/cwd") == str(b1)
+        # asked again for a running shim: its address, no second shim
+        again = shimstart.start_from_template(
+            SHIM, ["-namespace", "ns", "-id", "c1", "-address", address], str(b1),
+            address=address, namespace="ns", container_id="c1",
+            stamp=shimstart.code_stamp(interpreter),
+        )  # fmt: skip
+        assert again == shim_address
+    finally:
+        _kill_all(shims + _templates(address))
