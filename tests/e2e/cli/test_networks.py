@@ -207,8 +207,9 @@ def test_skiffd_create_inspect_ls_rm(pair: tuple[Runner, Runner, Runner]) -> Non
             assert net.prefixlen == 16 and net.subnet_of(ipaddress.ip_network("172.16.0.0/12"))
             assert cfg["Gateway"] == str(net.network_address + 1)
         for args in (
+            # (.Labels comes out in Go's random map order: one .Label at a time)
             ["network", "ls", "--filter", "label=team=net", "--format",
-             "{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.Labels}}"],
+             '{{.Name}} {{.Driver}} {{.Scope}} {{.Internal}} {{.Label "team"}}|{{.Label "tier"}}'],
             ["network", "ls", "--filter", f"name={a}", "--format", "{{.Name}}"],
             ["network", "ls", "--filter", "driver=null", "--format", "{{.Name}} {{len .ID}}"],
             ["network", "ls", "--filter", "type=custom", "--format", "{{.Name}}"],
