@@ -138,19 +138,31 @@ def image_rows(images: list[dict[str, Any]], trunc: bool, digests: bool) -> list
             "UniqueSize": "N/A",
             "Containers": "N/A" if img.get("Containers", -1) < 0 else str(img["Containers"]),
         }  # fmt: skip
-        digest_of = {d.split("@")[0]: d.split("@")[1] for d in repo_digests}
-        if not tags:
-            if repo_digests:
-                for d in repo_digests:
-                    repo, _, dg = d.partition("@")
-                    rows.append({**base, "Repository": repo, "Tag": "<none>", "Digest": dg})
-            else:
-                rows.append({**base, "Repository": "<none>", "Tag": "<none>", "Digest": "<none>"})
+        if not tags and not repo_digests:
+            rows.append({**base, "Repository": "<none>", "Tag": "<none>", "Digest": "<none>"})
             continue
+        # as the docker CLI's formatter: a row per tag, with the repository's digests only
+        # when they are shown (--digests or a {{.Digest}} column); digest-only references
+        # get rows of their own
+        by_repo: dict[str, list[str]] = {}
+        for d in repo_digests:
+            repo, _, dg = d.partition("@")
+            by_repo.setdefault(repo, []).append(dg)
+        tagged: dict[str, list[str]] = {}
         for t in tags:
             repo, tag = split_ref(t)
-            rows.append({**base, "Repository": repo, "Tag": tag or "<none>",
-                         "Digest": digest_of.get(repo, "<none>")})  # fmt: skip
+            if tag:
+                tagged.setdefault(repo, []).append(tag)
+        for repo, repo_tags in tagged.items():
+            dgs = by_repo.pop(repo, [])
+            if not digests:
+                dgs = []
+            for tag in repo_tags:
+                for dg in dgs or ["<none>"]:
+                    rows.append({**base, "Repository": repo, "Tag": tag, "Digest": dg})
+        for repo, dgs in by_repo.items():
+            for dg in dgs if digests else [""]:
+                rows.append({**base, "Repository": repo, "Tag": "<none>", "Digest": dg})
     return rows
 
 
@@ -169,17 +181,18 @@ def cmd_images(cli: Cli, argv: list[str]) -> int:
         filters.setdefault("reference", []).append(o.repository)
     images = cli.client.images(all=o.all, filters=filters)
     images.sort(key=lambda i: i.get("Created", 0), reverse=True)
-    rows = image_rows(images, not o.no_trunc, o.digests)
-    if o.quiet and not o.format:
-        # one line per row, as docker's "{{.ID}}" format: an image with two tags twice
-        for r in rows:
-            cli.print(r["ID"])
-        return 0
     default = IMAGE_TABLE
     if o.digests:
         default = (
             "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
         )
+    shown = o.digests or "{{.Digest}}" in (o.format or default)
+    rows = image_rows(images, not o.no_trunc, shown)
+    if o.quiet and not o.format:
+        # one line per row, as docker's "{{.ID}}" format: an image with two tags twice
+        for r in rows:
+            cli.print(r["ID"])
+        return 0
     fmt.Formatter(o.format, default, IMAGE_HEADERS).render(rows, cli.out)
     return 0
 

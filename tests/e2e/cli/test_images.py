@@ -31,11 +31,15 @@ def test_images_tag_rmi_history(skiff: Runner, docker: Runner) -> None:
                      ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}", *old],
                      ["images", repo], ["image", "ls", "--filter", f"reference={repo}:*"],
                      ["history", "busybox"], ["history", "-q", "busybox"],
-                     ["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}", *old]):  # fmt: skip
+                     ["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}", *old],
+                     ["images", "--format", "{{json .}}", *old],
+                     ["images", "--digests", "--format", "{{json .}}", *old],
+                     ["images", "--digests", *old]):  # fmt: skip
             # docker orders the tags of one image by Go map iteration (randomly): compare
             # the header (the table forms have one), then the rows as a set
             s, d = ok(skiff(*args)).splitlines(), ok(docker(*args)).splitlines()
-            h = 0 if "-q" in args or "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}" in args else 1
+            formats = [a for a in args if "{{" in a]
+            h = 0 if "-q" in args or (formats and not formats[0].startswith("table")) else 1
             assert (s[:h], sorted(s[h:])) == (d[:h], sorted(d[h:])), args
         assert ok(skiff("image", "inspect", "-f", "{{index .RepoTags 0}}", f"{repo}:v1")).strip() in (
             f"{repo}:v1", "busybox:latest")  # fmt: skip
