@@ -263,41 +263,113 @@ def cmd_df(cli: Cli, argv: list[str]) -> int:
     def hs(size: float) -> str:
         return fmt.human_size(size, 4)  # units.HumanSize, as docker's df
 
-    def pct(part: float, whole: float) -> str:
-        return f" ({int(part / whole * 100) if whole else 0}%)"
+    def share(part: int, whole: int) -> str:
+        # the docker CLI's "%s (%v%%)" with Go's integer division (towards zero)
+        if whole <= 0:
+            return hs(part)
+        pct = abs(part * 100) // whole * (1 if part >= 0 else -1)
+        return f"{hs(part)} ({pct}%)"
 
-    img_size = sum(i.get("Size", 0) for i in images)
-    img_active = sum(1 for i in images if (i.get("Containers") or 0) > 0)
-    img_recl = max(0, sum(i.get("Size", 0) for i in images if (i.get("Containers") or 0) == 0))
-    c_size = sum(c.get("SizeRw", 0) or 0 for c in containers)
-    c_active = sum(1 for c in containers if c.get("State") in ("running", "paused", "restarting"))
-    c_recl = sum(
-        c.get("SizeRw", 0) or 0
-        for c in containers
-        if c.get("State") not in ("running", "paused", "restarting")
-    )
-    v_size = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes)
-    v_active = sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount", 0) > 0)
-    v_recl = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes
-                 if (v.get("UsageData") or {}).get("RefCount", 0) == 0)  # fmt: skip
-    b_size = sum(b.get("Size", 0) for b in cache)
-    b_active = sum(1 for b in cache if b.get("InUse"))
-    b_recl = sum(b.get("Size", 0) for b in cache if not b.get("InUse") and not b.get("Shared"))
+    def active(c: dict[str, Any]) -> bool:
+        return c.get("State") in ("running", "paused", "restarting")
+
+    layers = int(df.get("LayersSize") or 0)
+    img_used = sum(i.get("Size", 0) - i.get("SharedSize", 0) for i in images
+                   if (i.get("Containers") or 0) != 0 and -1 not in (i.get("Size", 0),
+                                                                     i.get("SharedSize", -1)))  # fmt: skip
+    c_size = sum(c.get("SizeRw") or 0 for c in containers)
+    c_recl = sum(c.get("SizeRw") or 0 for c in containers if not active(c))
+    usage = [v.get("UsageData") or {"Size": -1, "RefCount": 0} for v in volumes]
+    v_size = sum(u.get("Size", -1) for u in usage if u.get("Size", -1) != -1)
+    v_recl = sum(u.get("Size", -1) for u in usage
+                 if u.get("Size", -1) != -1 and u.get("RefCount", 0) == 0)  # fmt: skip
+    b_size = sum(b.get("Size", 0) for b in cache if not b.get("Shared"))
+    b_busy = sum(b.get("Size", 0) for b in cache if b.get("InUse") and not b.get("Shared"))
     rows = [
-        {"Type": "Images", "TotalCount": str(len(images)), "Active": str(img_active),
-         "Size": hs(img_size), "Reclaimable": hs(img_recl) + pct(img_recl, img_size)},
-        {"Type": "Containers", "TotalCount": str(len(containers)), "Active": str(c_active),
-         "Size": hs(c_size), "Reclaimable": hs(c_recl) + (pct(c_recl, c_size) if c_size else "")},
-        {"Type": "Local Volumes", "TotalCount": str(len(volumes)), "Active": str(v_active),
-         "Size": hs(v_size), "Reclaimable": hs(v_recl) + (pct(v_recl, v_size) if v_size else "")},
-        {"Type": "Build Cache", "TotalCount": str(len(cache)), "Active": str(b_active),
-         "Size": hs(b_size), "Reclaimable": hs(b_recl)},
+        {"Type": "Images", "TotalCount": str(len(images)),
+         "Active": str(sum(1 for i in images if (i.get("Containers") or 0) > 0)),
+         "Size": hs(layers), "Reclaimable": share(layers - img_used, layers)},
+        {"Type": "Containers", "TotalCount": str(len(containers)),
+         "Active": str(sum(1 for c in containers if active(c))),
+         "Size": hs(c_size), "Reclaimable": share(c_recl, c_size)},
+        {"Type": "Local Volumes", "TotalCount": str(len(volumes)),
+         "Active": str(sum(1 for u in usage if u.get("RefCount", 0) > 0)),
+         "Size": hs(v_size), "Reclaimable": share(v_recl, v_size)},
+        {"Type": "Build Cache", "TotalCount": str(len(cache)),
+         "Active": str(sum(1 for b in cache if b.get("InUse"))),
+         "Size": hs(b_size), "Reclaimable": hs(b_size - b_busy)},
     ]  # fmt: skip
+    if o.verbose and o.format in ("", "table"):
+        df_verbose(cli, df)
+        return 0
     headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
                "Reclaimable": "RECLAIMABLE"}  # fmt: skip
     table = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
     fmt.Formatter(o.format, table, headers).render(rows, cli.out)
     return 0
+
+
+def df_verbose(cli: Cli, df: dict[str, Any]) -> None:
+    """`system df -v`: the docker CLI's four tables (images, containers, volumes, cache)."""
+    from skiff.cli.container import ps_row
+    from skiff.cli.image import IMAGE_HEADERS, split_ref
+
+    out = cli.out
+    rows: list[dict[str, Any]] = []
+    for i in df.get("Images") or []:
+        repo = tag = "<none>"
+        tags = [t for t in i.get("RepoTags") or [] if t != "<none>:<none>"]
+        if tags:  # the first tag only
+            r, t = split_ref(tags[0])
+            if t:
+                repo, tag = r, t
+        size, shared, used = i.get("Size", 0), i.get("SharedSize", -1), i.get("Containers", -1)
+        rows.append({
+            "Repository": repo, "Tag": tag, "ID": fmt.short_id(i.get("Id", "")),
+            "CreatedSince": fmt.ago(i.get("Created", 0)), "Size": fmt.human_size(size),
+            "SharedSize": "N/A" if shared == -1 else fmt.human_size(shared, 4),
+            "UniqueSize": "N/A" if -1 in (size, shared) else fmt.human_size(size - shared, 4),
+            "Containers": "N/A" if used == -1 else str(used),
+        })  # fmt: skip
+    out.write("Images space usage:\n\n")
+    fmt.Formatter("", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
+                  "\t{{.SharedSize}}\t{{.UniqueSize}}\t{{.Containers}}",
+                  IMAGE_HEADERS).render(rows, out)  # fmt: skip
+    out.write("\nContainers space usage:\n\n")
+    containers = [ps_row({**c, "SizeRootFs": 0}, True) for c in df.get("Containers") or []]
+    fmt.Formatter("", "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.LocalVolumes}}\t{{.Size}}"
+                  "\t{{.RunningFor}}\t{{.Status}}\t{{.Names}}",
+                  {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND",
+                   "LocalVolumes": "LOCAL VOLUMES", "Size": "SIZE", "RunningFor": "CREATED",
+                   "Status": "STATUS", "Names": "NAMES"}).render(containers, out)  # fmt: skip
+    out.write("\nLocal Volumes space usage:\n\n")
+    volumes = []
+    for v in df.get("Volumes") or []:
+        usage = v.get("UsageData")
+        links = str(usage.get("RefCount", 0)) if usage else "N/A"
+        size = usage.get("Size", -1) if usage else -1
+        volumes.append({"Name": v.get("Name", ""), "Links": links,
+                        "Size": "N/A" if size == -1 else fmt.human_size(size, 4)})  # fmt: skip
+    fmt.Formatter("", "table {{.Name}}\t{{.Links}}\t{{.Size}}",
+                  {"Name": "VOLUME NAME", "Links": "LINKS", "Size": "SIZE"}).render(volumes, out)  # fmt: skip
+    cache = df.get("BuildCache") or []
+    total = sum(b.get("Size", 0) for b in cache)
+    out.write(f"\nBuild cache usage: {fmt.human_size(total, 4)}\n\n")
+    # least recently used first, never-used ones before them, ties by ID
+    cache = sorted(cache, key=lambda b: (b.get("LastUsedAt") is not None,
+                                         fmt.parse_time(b.get("LastUsedAt")), b.get("ID", "")))  # fmt: skip
+    records = [{
+        "ID": b.get("ID", "")[:12] + ("*" if b.get("InUse") else ""),
+        "CacheType": b.get("Type", ""), "Size": fmt.human_size(b.get("Size", 0)),
+        "CreatedSince": fmt.ago(fmt.parse_time(b.get("CreatedAt"))),
+        "LastUsedSince": fmt.ago(fmt.parse_time(b["LastUsedAt"])) if b.get("LastUsedAt") else "",
+        "UsageCount": str(b.get("UsageCount", 0)), "Shared": "true" if b.get("Shared") else "false",
+    } for b in cache]  # fmt: skip
+    fmt.Formatter("", "table {{.ID}}\t{{.CacheType}}\t{{.Size}}\t{{.CreatedSince}}"
+                  "\t{{.LastUsedSince}}\t{{.UsageCount}}\t{{.Shared}}",
+                  {"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE",
+                   "CreatedSince": "CREATED", "LastUsedSince": "LAST USED",
+                   "UsageCount": "USAGE", "Shared": "SHARED"}).render(records, out)  # fmt: skip
 
 
 def cmd_prune(cli: Cli, argv: list[str]) -> int:
