@@ -197,6 +197,8 @@ class ContainerService:
         validate_types(config, host)
         warnings += validate_host_config(host)
         host = dict(host)
+        if config.get("NetworkDisabled"):
+            host["NetworkMode"] = "none"
         endpoints = await self._plan_networks(host, networking)
         if host["NetworkMode"] == "host" and host.get("PortBindings"):
             warnings.append("Published ports are discarded when using host network mode")
