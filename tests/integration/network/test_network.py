@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BUSYBOX, Container, Host, tcp_exchange, udp_exchange
+from netlib_helpers import BUSYBOX, Container, Host, tcp_exchange, udp_exchange
 
 from skiff.engine.network import dns, errors, nft, parse_publish
 
