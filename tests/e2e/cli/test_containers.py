@@ -201,6 +201,39 @@ def test_parallel_execs(skiff: Runner, docker: Runner) -> None:
         skiff("rm", "-f", n)
 
 
+def test_execs_racing_restarts(skiff: Runner, docker: Runner) -> None:
+    # a container that a restart policy keeps replacing: an exec whose task goes away
+    # between its create and its start fails as "not running", never with the shim's
+    # "exec ... not found" or a runtime's error from a dying container
+    import os
+    import re
+    from concurrent.futures import ThreadPoolExecutor
+
+    if os.environ.get("SKIFF_E2E_DAEMON") != "skiffd":
+        pytest.skip("dockerd words these races as OCI runtime errors: a skiffd behaviour")
+    n = name()
+    ok(skiff("run", "-d", "--name", n, "--restart", "always", "busybox", "sleep", "0.3"))
+    try:
+
+        def one(i: int) -> tuple[int, str]:
+            time.sleep(i * 0.03)
+            r = docker("exec", n, "sleep", "0.5", timeout=120)
+            return r.returncode, re.sub("[0-9a-f]{64}", "ID", r.stdout + r.stderr)
+
+        with ThreadPoolExecutor(30) as pool:
+            outcomes = set(pool.map(one, range(30)))
+        # refused at create (exit 1), or in the stream once started (126, as a command that
+        # could not be invoked), or killed with the container it ran in (137)
+        assert outcomes <= {
+            (0, ""),
+            (1, "Error response from daemon: Container ID is not running\n"),
+            (126, "Container ID is not running\n"),
+            (137, ""),
+        }, outcomes
+    finally:
+        skiff("rm", "-f", n)
+
+
 def test_logs(skiff: Runner, docker: Runner) -> None:
     n = name()
     ok(skiff("run", "--name", n, "busybox", "sh", "-c", "echo one; echo two >&2; echo three"))

@@ -17,7 +17,7 @@ from skiff.engine.http.server import (
     json_response,
     wants_upgrade,
 )
-from skiff.errors import Conflict, InvalidArgument, SkiffError
+from skiff.errors import InvalidArgument, SkiffError
 
 
 def register(router: Router, daemon: Daemon) -> None:
@@ -50,10 +50,8 @@ def register(router: Router, daemon: Daemon) -> None:
             await execs.start(inst, False)
             return Response(200, b"", None, "application/json")
         tty = bool(inst.config.get("Tty"))
-        if inst.started:
-            raise Conflict(f"Exec command {inst.id} has already run")
-        if not inst.container.running:
-            raise Conflict(f"Container {inst.container.id} is not running")
+        # as dockerd, only a missing exec is refused before the upgrade: the rest (already
+        # run, container gone meanwhile) goes into the stream, from execs.start below
         detach = (
             parse_detach_keys(inst.config.get("DetachKeys"))
             if inst.config.get("DetachKeys")

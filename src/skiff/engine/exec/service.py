@@ -18,7 +18,7 @@ from skiff.engine.containers.service import ContainerService
 from skiff.engine.containers.spec import capabilities
 from skiff.engine.containers.stdio import ProcessStdio
 from skiff.engine.containers.supervisor_api import Exit
-from skiff.errors import Conflict, InvalidArgument, NotFound, SkiffError
+from skiff.errors import Conflict, FailedPrecondition, InvalidArgument, NotFound, SkiffError
 
 
 class ExecInstance:
@@ -141,6 +141,9 @@ class ExecService:
             raise Conflict(f"Exec command {inst.id} has already run")
         c = inst.container
         if not c.running:
+            inst.started = True
+            inst.exit_code = 126  # the command could not be invoked (see _task_gone)
+            inst.exited.set()
             raise Conflict(f"Container {c.id} is not running")
         inst.started = True
         svc = self.containers
@@ -160,6 +163,7 @@ class ExecService:
             asyncio.get_running_loop().create_task(self._exited(inst, ex.exit_status))
 
         svc.exec_exit_hooks[(c.id, inst.id)] = on_exit
+        pid = c.state.get("Pid")
         try:
             await svc.sup().exec(
                 c.id, inst.id, process, io.stdin_path, io.stdout_path, io.stderr_path, tty
@@ -174,6 +178,16 @@ class ExecService:
             inst.exited.set()
             with contextlib.suppress(SkiffError):
                 await svc.sup().delete_process(c.id, inst.id)
+            command_fault = any(
+                m in str(e).lower()
+                for m in ("executable file not found", "permission denied", "no such file")
+            )
+            if not command_fault and await self._task_gone(c, pid):
+                inst.exit_code = 126  # the command could not be invoked
+                # the container exited (or a restart policy replaced its task) between the
+                # exec's create and start: the new task's shim knows no such exec ("exec ...
+                # not found"), a dying one refuses it; either way the container is not running
+                raise Conflict(f"Container {c.id} is not running")
             raise Conflict(f"OCI runtime exec failed: {e}: unknown")
         inst.running = True
         svc.events.emit(
@@ -183,6 +197,27 @@ class ExecService:
             {**svc.attrs(c), "execID": inst.id},
         )
         return io
+
+    async def _task_gone(self, c: Container, pid: Any) -> bool:
+        """Whether the task an exec was started in has stopped or been replaced.
+
+        The init's own pid answers first: a shim reports a dead init as running until
+        its output is drained (up to seconds), while the runtime's exec into the dying
+        namespaces fails at once (ENOMEM from fork, "exited before it was ready"); a
+        failure that came a moment before the death gets half a second to show it."""
+        for _ in range(5):
+            if isinstance(pid, int) and pid > 0 and not _alive(pid):
+                return True
+            try:
+                st = await self.containers.sup().task_state(c.id)
+            except (FailedPrecondition, NotFound):
+                return True  # a shim going away with its task
+            except SkiffError:
+                return False
+            if st is None or st.status == 3 or st.pid != pid:  # 3: STOPPED
+                return True
+            await asyncio.sleep(0.1)
+        return False
 
     async def _exited(self, inst: ExecInstance, code: int) -> None:
         io = inst.io
@@ -225,3 +260,13 @@ class ExecService:
         for eid, inst in list(self.execs.items()):
             if inst.container.id == cid:
                 del self.execs[eid]
+
+
+def _alive(pid: int) -> bool:
+    """Whether pid is a live process (not gone, not a zombie); the shims run on this host."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
