@@ -135,3 +135,20 @@ def test_clients_that_go_away_mid_stream(stack: Stack, busybox_tar: Path) -> Non
     assert b"".join(c.images.get("busybox").save())[:1]
     spool = stack.base / "skiffd-data" / "tmp"
     assert not spool.exists() or list(spool.iterdir()) == []
+
+
+def test_inspect_shape_follows_the_api_version(stack: Stack, busybox_tar: Path) -> None:
+    """Container/ContainerConfig until API 1.44 (compose 1.x reads them), VirtualSize
+    until 1.43; neither from 1.45 on, as the API's description says."""
+    client(stack).images.load(busybox_tar.read_bytes())
+    shapes = {}
+    for version in ("1.41", "1.44", "1.45"):
+        api = docker.APIClient(base_url=f"unix://{stack.skiffd_sock}", version=version)
+        shapes[version] = api.inspect_image("busybox")
+        listed = api.images()
+        assert ("VirtualSize" in listed[0]) == (version == "1.41"), version
+    assert shapes["1.41"]["ContainerConfig"]["Cmd"] is None
+    assert "VirtualSize" in shapes["1.41"] and "VirtualSize" not in shapes["1.44"]
+    assert "ContainerConfig" in shapes["1.44"] and "Container" in shapes["1.44"]
+    assert not {"Container", "ContainerConfig", "VirtualSize"} & set(shapes["1.45"])
+    assert shapes["1.45"]["Config"]["Cmd"] == ["sh"]

@@ -59,7 +59,10 @@ def register(router: Router, daemon: Daemon) -> None:
 
     async def inspect(request: Request) -> Response:
         view = await images.find(request.params["name"])
-        return json_response(views.inspect(view))
+        info = views.inspect(view, legacy=not request.version_at_least("1.45"))
+        if request.version_at_least("1.44"):
+            info.pop("VirtualSize", None)
+        return json_response(info)
 
     async def history(request: Request) -> Response:
         view = await images.find(request.params["name"])

@@ -95,7 +95,6 @@ def summary(image: ImageView, containers: int = -1, shared: int = -1) -> dict[st
         "Created": image.created,
         "Size": image.size,
         "SharedSize": shared,
-        "VirtualSize": image.size,
         "Labels": labels or None,
         "Containers": containers,
     }
@@ -158,10 +157,17 @@ def container_config(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def inspect(image: ImageView) -> dict[str, Any]:
-    """GET /images/{name}/json."""
+def inspect(image: ImageView, legacy: bool = False) -> dict[str, Any]:
+    """GET /images/{name}/json. `legacy` (API < 1.45) adds Container and ContainerConfig,
+    which older clients read (docker-compose 1.x does when it recreates a container)."""
     cfg = image.config
     rootfs = cfg.get("rootfs") or {}
+    old: dict[str, Any] = {}
+    if legacy:
+        old = {
+            "Container": cfg.get("container", ""),
+            "ContainerConfig": container_config(cfg.get("container_config")),
+        }
     return {
         "Id": image.id,
         "RepoTags": image.repo_tags(),
@@ -169,6 +175,7 @@ def inspect(image: ImageView) -> dict[str, Any]:
         "Parent": "",
         "Comment": cfg.get("comment", ""),
         "Created": cfg.get("created") or ZERO_TIME,
+        **old,
         "DockerVersion": cfg.get("docker_version", ""),
         "Author": cfg.get("author", ""),
         "Config": container_config(cfg.get("config")),
