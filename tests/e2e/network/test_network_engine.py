@@ -270,6 +270,13 @@ def test_connect_disconnect_inspect_and_cleanup(net_engine: NetEngine) -> None:
         eng.docker("run", "-d", "--name", peer, "--network", net, "busybox", "sleep", "300")
         eng.docker("exec", peer, "ping", "-c1", "-W2", "api")
         eng.docker("exec", peer, "ping", "-c1", "-W2", app)
+        # a rename is answered under the new name only
+        renamed = uniq("renamed")
+        eng.docker("rename", app, renamed)
+        eng.docker("exec", peer, "ping", "-c1", "-W2", renamed)
+        res = eng.docker("exec", peer, "ping", "-c1", "-W1", app, check=False)
+        assert res.returncode != 0
+        eng.docker("rename", renamed, app)
         # ls with filters
         ls = eng.docker("network", "ls", "--filter", "label=k=v", "--format", "{{.Name}}").stdout
         assert ls.split() == [net]

@@ -1551,6 +1551,9 @@ class ContainerService:
         self.names[full] = c.id
         c.data["Name"] = full
         c.save()
+        svc = self.networks
+        if svc is not None and svc.error is None and svc.started.is_set():
+            await svc.call(svc.manager.rename_container, c.id, full)
         self.events.emit("container", "rename", c.id, {**self.attrs(c), "oldName": old})
 
     async def update(self, ref: str, body: dict[str, Any]) -> list[str]:

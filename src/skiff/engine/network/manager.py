@@ -423,6 +423,16 @@ class NetworkManager:
             self._rebuild_names()
             self._sync_dns(container_id)
 
+    def rename_container(self, container_id: str, name: str) -> None:
+        """docker rename: the embedded DNS answers the new name (and no longer the old)."""
+        with self._lock:
+            eps = self.container_endpoints(container_id)
+            for ep in eps:
+                ep.container_name = name.lstrip("/")
+            if eps:
+                self.store.save()
+                self._rebuild_names()
+
     # ---------------------------------------------------------------- Docker shapes
 
     def inspect_network(self, name_or_id: str) -> dict[str, Any]:
