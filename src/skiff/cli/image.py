@@ -239,20 +239,28 @@ def cmd_history(cli: Cli, argv: list[str]) -> int:
         for h in history:
             cli.print(fmt.short_id(h["Id"]) if trunc and h["Id"] != "<missing>" else h["Id"])
         return 0
+    from datetime import UTC, datetime
+
+    human = o.human.lower() not in ("false", "0", "f")
     rows = []
     for h in history:
-        created_by = " ".join(h.get("CreatedBy", "").split()) if trunc else h.get("CreatedBy", "")
-        created_by = created_by.removeprefix("/bin/sh -c #(nop) ").strip() if trunc else created_by
+        created = int(h.get("Created", 0))
+        # time.Unix(created, 0).Format(time.RFC3339), in local time as the docker CLI
+        at = datetime.fromtimestamp(created, UTC).astimezone().isoformat()
+        at = at[:-6] + "Z" if at.endswith("+00:00") else at
+        created_by = h.get("CreatedBy", "").replace("\t", " ")
+        since = ("N/A" if created <= 946684800 else fmt.ago(created)) if human else at
         rows.append({
             "ID": fmt.short_id(h["Id"]) if trunc and h["Id"] != "<missing>" else h["Id"],
-            "CreatedSince": fmt.ago(h.get("Created", 0)),
-            "CreatedAt": fmt.go_time(h.get("Created", 0)),
+            "CreatedSince": since,
+            "CreatedAt": at,
             "CreatedBy": fmt.ellipsis(created_by, 45) if trunc else created_by,
-            "Size": fmt.human_size(h.get("Size", 0)),
+            "Size": fmt.human_size(h.get("Size", 0)) if human else str(h.get("Size", 0)),
             "Comment": h.get("Comment", ""),
         })  # fmt: skip
-    headers = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT",
-               "CreatedBy": "CREATED BY", "Size": "SIZE", "Comment": "COMMENT"}  # fmt: skip
+    headers = {"ID": "IMAGE", "CreatedSince": "CREATED" if human else "CREATED AT",
+               "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY", "Size": "SIZE",
+               "Comment": "COMMENT"}  # fmt: skip
     table = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
     fmt.Formatter(o.format, table, headers).render(rows, cli.out)
     return 0

@@ -29,16 +29,20 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
         for n in nets:
             cli.print(fmt.short_id(n["Id"]) if trunc else n["Id"])
         return 0
+    from skiff.cli.goshape import go_time
+
     rows = [fmt.LabeledRow(n.get("Labels"), {
         "ID": fmt.short_id(n["Id"]) if trunc else n["Id"], "Name": n["Name"],
         "Driver": n.get("Driver", ""), "Scope": n.get("Scope", ""),
         "IPv6": str(bool(n.get("EnableIPv6"))).lower(),
         "Internal": str(bool(n.get("Internal"))).lower(),
         "Labels": ",".join(f"{k}={v}" for k, v in sorted((n.get("Labels") or {}).items())),
-        "CreatedAt": n.get("Created", ""),
+        "IPv4": str(bool(n.get("EnableIPv4"))).lower(),
+        # time.Time's String(), as the docker CLI prints the decoded Created
+        "CreatedAt": go_time(n.get("Created")).go_string(),
     }) for n in nets]  # fmt: skip
     headers = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
-               "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+               "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
                "CreatedAt": "CREATED AT"}  # fmt: skip
     table = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
     fmt.Formatter(o.format, table, headers).render(rows, cli.out)

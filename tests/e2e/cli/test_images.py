@@ -32,6 +32,8 @@ def test_images_tag_rmi_history(skiff: Runner, docker: Runner) -> None:
                      ["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}", *old],
                      ["images", repo], ["image", "ls", "--filter", f"reference={repo}:*"],
                      ["history", "busybox"], ["history", "-q", "busybox"],
+                     ["history", "--format", "json", "busybox"],
+                     ["history", "--human=false", "--no-trunc", "busybox"],
                      ["images", "--format", "table {{.Repository}}\t{{.Tag}}\t{{.ID}}", *old],
                      ["images", "--format", "{{json .}}", *old],
                      ["images", "--digests", "--format", "{{json .}}", *old],
