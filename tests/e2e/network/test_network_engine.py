@@ -400,3 +400,40 @@ def test_daemon_flags_bip_pools_no_iptables() -> None:
         assert tcp(eng, 18400) == "pong"
         out = eng.docker("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
         assert "10.200.0.2/24" in out or "10.200.0.3/24" in out
+
+
+FAKE_DNS = """
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(512)
+    end = q.index(b"\\0", 12) + 5
+    head = q[:2] + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0)
+    answer = b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([10, 11, 12, 13])
+    s.sendto(head + q[12:end] + answer, peer)
+"""
+
+
+def test_embedded_dns_forwards_to_the_containers_dns(net_engine: NetEngine) -> None:
+    """--dns on a user network: the container asks 127.0.0.11, which forwards names that are
+    not the network's to the given server (reached from the daemon's namespace, as Docker)."""
+    eng = net_engine
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", eng.netns, "python3", "-c", FAKE_DNS],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        with networks(eng) as nets:
+            net = uniq("dnsnet")
+            nets.append(net)
+            eng.docker("network", "create", net)
+            out = eng.docker("run", "--rm", "--network", net, "--dns", "127.0.0.1", "busybox",
+                             "sh", "-c", "cat /etc/resolv.conf; nslookup far.example.test").stdout  # fmt: skip
+            assert "nameserver 127.0.0.11" in out and "ExtServers: [host(127.0.0.1)]" in out
+            assert "10.11.12.13" in out, out
+    finally:
+        server.kill()
+        server.wait()

@@ -806,6 +806,7 @@ class ContainerService:
                         ip=((entry.get("IPAMConfig") or {}).get("IPv4Address")) or "",
                         aliases=list(entry.get("Aliases") or []),
                         ports=ports if i == 0 else (),
+                        dns_servers=c.host.get("Dns") or [],
                     )
                 settings = m.network_settings(c.id)
                 hosts = resolv = ""
@@ -952,6 +953,7 @@ class ContainerService:
                         name=c.name,
                         ip=((config.get("IPAMConfig") or {}).get("IPv4Address")) or "",
                         aliases=list(config.get("Aliases") or []),
+                        dns_servers=c.host.get("Dns") or [],
                     )
                     hosts = m.hosts_file(
                         c.id,

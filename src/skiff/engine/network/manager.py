@@ -322,6 +322,7 @@ class NetworkManager:
         ip: str = "",
         aliases: Sequence[str] = (),
         ports: Sequence[PortBinding] = (),
+        dns_servers: Sequence[str] = (),
     ) -> Endpoint:
         """Connect a container's namespace to a network (docker run --network / connect).
 
@@ -344,6 +345,7 @@ class NetworkManager:
                 netns_path=netns_path,
                 netns_inode=netns.netns_inode(netns_path) if net.driver != DRIVER_HOST else 0,
                 aliases=list(aliases),
+                dns=[d for d in dns_servers if ":" not in d],
             )
             if net.driver != DRIVER_BRIDGE:
                 # Docker ignores --ip and -p on the host and none networks
@@ -760,8 +762,12 @@ class NetworkManager:
             except OSError as exc:
                 log.warning("embedded DNS for %s: %s", container_id[:12], exc)
                 return
+            # the container's --dns servers when it has some (Docker's ExtServers), else the host's
+            own = [(d, 53) for ep in user_eps for d in ep.dns]
             resolver = dns.Resolver(
-                self._lookup_for(container_id), self._reverse_for(container_id), self._upstreams()
+                self._lookup_for(container_id),
+                self._reverse_for(container_id),
+                own or self._upstreams(),
             )
             server = dns.DnsServer(resolver, udp, tcp)
             self._loop.call(server.start())

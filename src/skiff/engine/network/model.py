@@ -92,6 +92,7 @@ class Endpoint:
     static_ip: str = ""  # as requested with --ip
     aliases: list[str] = field(default_factory=list)
     ports: list[PortBinding] = field(default_factory=list)  # concrete host ports
+    dns: list[str] = field(default_factory=list)  # --dns: what the embedded DNS forwards to
 
     @staticmethod
     def from_json(raw: dict[str, Any]) -> Endpoint:
