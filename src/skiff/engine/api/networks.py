@@ -171,6 +171,8 @@ def register(router: Router, daemon: Daemon) -> None:
         if name in PREDEFINED:
             raise Forbidden(f"operation is not permitted on predefined {name} network ")
         driver = body.get("Driver") or DRIVER_BRIDGE
+        if driver not in (DRIVER_BRIDGE, "host", "null", "none"):
+            raise NotFound(f'plugin "{driver}" not found')
         ipam = body.get("IPAM") or {}
         if not isinstance(ipam, dict):
             raise InvalidArgument("invalid IPAM config")
