@@ -1,7 +1,9 @@
 """A container's saved state, its lifecycle table, and how its status is read.
 
-State lives in <root>/<id>/state.json, written to a temporary name, fsynced
-and renamed. The status is not trusted from the file: it is refreshed from
+State lives in <root>/<id>/state.json, written to a temporary name and
+renamed, so a reader never sees half of it. Not fsynced, as runc does not:
+the state describes live processes, which a machine crash ends anyway, and
+the root is normally on tmpfs (/run). The status is not trusted from the file: it is refreshed from
 the init process (alive, same start time), the exec FIFO (still there means
 created) and the freezer (paused).
 """
@@ -116,7 +118,6 @@ class Container:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
             os.write(fd, fastjson.dumps(self.data, compact=True).encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(tmp, path)

@@ -586,11 +586,11 @@ def _read_pid(path: str) -> int:
 
 
 def _write_atomic(path: str, text: str) -> None:
+    """Whole or not at all, for a reader after this process died; not fsynced: the
+    bundle's files describe processes that a machine crash ends anyway."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
     os.rename(tmp, path)
 
 
