@@ -611,6 +611,17 @@ class ContainerService:
             raise SkiffError(f"networking failed to start: {svc.error}")
         return svc
 
+    async def _usable_networks(self) -> tuple[NetworkService | None, str]:
+        """The network service once started, or None and why (none/host work without it)."""
+        svc = self.networks
+        if svc is None:
+            return None, "networking is not available"
+        if not svc.started.is_set():
+            await asyncio.wait_for(svc.started.wait(), 120)
+        if svc.error is not None:
+            return None, f"networking failed to start: {svc.error}"
+        return svc, ""
+
     async def _plan_networks(self, host: dict[str, Any], networking: Any) -> dict[str, Any]:
         """Check NetworkMode and NetworkingConfig at create; the networks to attach at start.
 
@@ -620,7 +631,7 @@ class ContainerService:
         """
         mode = str(host.get("NetworkMode") or "default")
         given = mode
-        svc = self.networks
+        svc, why = await self._usable_networks()
         if mode == "default":
             mode = "bridge" if svc is not None and svc.has_default_bridge else "none"
         host["NetworkMode"] = mode
@@ -643,11 +654,10 @@ class ContainerService:
                 )
             return {}
         if svc is None:
-            # no networking library (a daemon without one): only the modes that need none
+            # networking failed to start: only the modes that need none of it
             if mode not in ("none", "host"):
-                raise NotFound(f"network {mode} not found")
+                raise SkiffError(why)
             return {mode: endpoint_entry(mode, {})}
-        await self._wait_networks(svc)
         m = svc.manager
 
         async def find(ref: str) -> Any:
@@ -768,7 +778,6 @@ class ContainerService:
         """Connect the started-but-not-running task's namespace to its networks, publish
         its ports, write its /etc files; all of it undone if any of it fails."""
         mode = str(c.host.get("NetworkMode") or "")
-        svc = self.networks
         if mode.startswith("container:"):
             # the namespace's owner's view of names (its hosts, its resolver: 127.0.0.11
             # on a user network is served in that very namespace), as dockerd shares them
@@ -778,12 +787,14 @@ class ContainerService:
                     with open(os.path.join(other.dir, name)) as f:
                         _rewrite(os.path.join(c.dir, name), f.read())
             return
-        if svc is None:
-            return
         wanted = list(((c.data.get("NetworkSettings") or {}).get("Networks") or {}).items())
         if not wanted:
             return
-        await self._wait_networks(svc)
+        svc, why = await self._usable_networks()
+        if svc is None:
+            if mode in ("none", "host"):
+                return  # the runtime's namespace (or the host's) as it is
+            raise SkiffError(why)
         m = svc.manager
         path = "" if mode == "host" else f"/proc/{pid}/ns/net"
         bridged = mode not in ("host", "none")
