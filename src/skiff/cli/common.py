@@ -8,6 +8,7 @@ each command parses, calls the client, formats.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -77,6 +78,9 @@ class Cli:
         print(*args, file=self.out, **kw)
 
     def eprint(self, *args: Any, **kw: Any) -> None:
+        # what went to stdout first comes first, as with the docker CLI's unbuffered writes
+        with contextlib.suppress(OSError, ValueError):
+            self.out.flush()
         print(*args, file=self.err, **kw)
 
     def out_binary(self) -> IO[bytes]:

@@ -414,7 +414,13 @@ def cmd_ps(cli: Cli, argv: list[str]) -> int:
         return 0
     default = PS_TABLE + ("\t{{.Size}}" if o.size else "")
     rows = [ps_row(c, not o.no_trunc) for c in containers]
-    fmt.Formatter(fmt_str, default, PS_HEADERS).render(rows, cli.out)
+    fmt.Formatter(
+        fmt_str,
+        default,
+        PS_HEADERS,
+        go_type="*formatter.ContainerContext",
+        errors=("failed to parse template", "failed to execute template"),
+    ).render(rows, cli.out)
     return 0
 
 

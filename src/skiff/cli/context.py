@@ -172,7 +172,9 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
         for r in rows:
             cli.print(json.dumps({k: r[k] for k in sorted(r)}, separators=(",", ":")))
         return 0
-    fmt.Formatter(o.format, table, headers).render(rows, cli.out)
+    fmt.Formatter(o.format, table, headers, go_type="*formatter.clientContextContext").render(
+        rows, cli.out
+    )
     return 0
 
 

@@ -163,7 +163,12 @@ class Formatter:
     """
 
     def __init__(self, fmt: str, default_table: str, headers: dict[str, str],
-                 funcs: dict[str, Callable[..., Any]] | None = None) -> None:  # fmt: skip
+                 funcs: dict[str, Callable[..., Any]] | None = None, go_type: str = "",
+                 errors: tuple[str, str] = ("template parsing error",) * 2) -> None:  # fmt: skip
+        # go_type: the docker CLI's context type, named when a field is missing; errors:
+        # what its command says before a parse and an execution error (ps differs)
+        self.go_type = go_type
+        self.errors = errors
         fmt = fmt or default_table
         self.json = fmt.strip() == "json"
         # a row marshals as the docker CLI's formatter contexts do: keys sorted, HTML escaped
@@ -175,8 +180,19 @@ class Formatter:
         try:
             self.template = None if self.json else Template(unescape(fmt), funcs)
         except TemplateError as e:
-            raise template_failure("template parsing error", e) from None
+            raise template_failure(errors[0], e) from None
         self.headers = headers
+
+    def typed(self, row: Any) -> Any:
+        if not self.go_type:
+            return row
+        if type(row) is dict:
+            return GoRow(row, self.go_type)
+        try:
+            row.go_type = self.go_type
+        except AttributeError:
+            pass
+        return row
 
     def render(self, rows: Iterable[Any], out: TextIO) -> None:
         if self.json:
@@ -189,9 +205,9 @@ class Formatter:
             if self.table:
                 lines.append(self.template.render(HeaderRow(self.headers)))
             for r in rows:
-                lines.append(self.template.render(r))
+                lines.append(self.template.render(self.typed(r)))
         except TemplateError as e:
-            raise template_failure("failed to execute template", e) from None
+            raise template_failure(self.errors[1], e) from None
         if self.table:
             out.write(tabwrite(lines))
         else:
@@ -205,6 +221,17 @@ def template_failure(what: str, e: Exception) -> Exception:
     return StatusError(1, f"{what}: {e}")
 
 
+class GoRow(dict[str, Any]):
+    """A row as the docker CLI's formatter context: a field it lacks is an error."""
+
+    def __init__(self, fields: dict[str, Any], go_type: str) -> None:
+        super().__init__(fields)
+        self.go_type = go_type
+
+    def missing_field(self, name: str) -> str:
+        return f"can't evaluate field {name} in type {self.go_type}"
+
+
 class LabeledRow(dict[str, Any]):
     """A row of ps, network ls or volume ls: its fields, and docker's `.Label "key"`
     method over the object's labels (the Labels field itself is the joined string)."""
@@ -215,6 +242,12 @@ class LabeledRow(dict[str, Any]):
 
     def Label(self, name: str) -> str:  # Go method name, as templates call it
         return self.labels.get(name, "")
+
+    def missing_field(self, name: str) -> str | None:
+        go_type = getattr(self, "go_type", "")
+        if not go_type or callable(getattr(type(self), name, None)):
+            return None
+        return f"can't evaluate field {name} in type {go_type}"
 
 
 class HeaderRow:

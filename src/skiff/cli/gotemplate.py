@@ -71,7 +71,9 @@ def fn_index(v: Any, *keys: Any) -> Any:
         else:
             try:
                 v = v[int(k)]
-            except (IndexError, ValueError, TypeError) as e:
+            except IndexError:
+                raise TemplateError(f"error calling index: index out of range: {k}") from None
+            except (ValueError, TypeError) as e:
                 raise TemplateError(f"error calling index: {e}") from e
     return v
 
@@ -216,12 +218,15 @@ class Pipeline:
 
 
 class Node:
-    def __init__(self, kind: str, text: str = "", pipe: Pipeline | None = None) -> None:
+    def __init__(self, kind: str, text: str = "", pipe: Pipeline | None = None,
+                 source: str = "", offset: int = 0) -> None:  # fmt: skip
         self.kind = kind  # text, action, if, range, with
         self.text = text
         self.pipe = pipe
         self.body: list[Node] = []
         self.else_body: list[Node] = []
+        self.source = source  # the pipeline's text and where it starts in the template,
+        self.offset = offset  # for Go's "template: :LINE:COL: executing ..." errors
 
 
 class Parser:
@@ -294,7 +299,7 @@ ACTION = re.compile(r"\{\{(-\s)?(.*?)(\s-)?\}\}", re.DOTALL)
 
 
 def parse(src: str) -> list[Node]:
-    pieces: list[tuple[str, str]] = []
+    pieces: list[tuple[str, str, int]] = []
     pos = 0
     for m in ACTION.finditer(src):
         text = src[pos : m.start()]
@@ -303,59 +308,82 @@ def parse(src: str) -> list[Node]:
         if pieces and pieces[-1][0] == "trimnext":
             pieces.pop()
             text = text.lstrip()
-        pieces.append(("text", text))
+        pieces.append(("text", text, 0))
         body = m.group(2).strip()
+        start = m.start(2) + len(m.group(2)) - len(m.group(2).lstrip())
         if not body.startswith("/*"):
-            pieces.append(("action", body))
+            pieces.append(("action", body, start))
         if m.group(3):
-            pieces.append(("trimnext", ""))
+            pieces.append(("trimnext", "", 0))
         pos = m.end()
     tail = src[pos:]
+    if "{{" in tail:
+        # an action never closed: Go's lexer stops at a lone "}" or at the end
+        at = pos + tail.index("{{")
+        where = f"template: :{src.count(chr(10), 0, at) + 1}: "
+        if "}" in src[at:]:
+            raise TemplateError(where + "bad character U+007D '}'")
+        raise TemplateError(where + "unclosed action")
     if pieces and pieces[-1][0] == "trimnext":
         pieces.pop()
         tail = tail.lstrip()
-    pieces.append(("text", tail))
+    pieces.append(("text", tail, 0))
 
     root: list[Node] = []
     stack: list[tuple[Node | None, list[Node]]] = [(None, root)]
-    for kind, text in pieces:
+    for kind, text, start in pieces:
         cur = stack[-1][1]
         if kind == "text":
             if text:
                 cur.append(Node("text", text))
             continue
-        word = text.split(None, 1)
-        head = word[0] if word else ""
-        rest = word[1] if len(word) > 1 else ""
-        if head in ("if", "range", "with"):
-            node = Node(head, pipe=Parser(tokenize(rest)).pipeline())
-            cur.append(node)
-            stack.append((node, node.body))
-        elif head == "else":
-            owner = stack[-1][0]
-            if owner is None:
-                raise TemplateError("unexpected {{else}}")
-            stack.pop()
-            if rest.startswith("if "):
-                # else if: a nested if in the else branch, closed by the same end
-                inner = Node("if", pipe=Parser(tokenize(rest[3:])).pipeline())
-                inner.text = "elseif"
-                owner.else_body.append(inner)
-                stack.append((owner, owner.else_body))
-                stack.append((inner, inner.body))
-            else:
-                stack.append((owner, owner.else_body))
-        elif head == "end":
-            if len(stack) == 1:
-                raise TemplateError("unexpected {{end}}")
-            node_, _ = stack.pop()
-            while node_ is not None and node_.text == "elseif":
-                node_, _ = stack.pop()
-        else:
-            cur.append(Node("action", pipe=Parser(tokenize(text)).pipeline()))
+        try:
+            parse_action(text, start, stack)
+        except TemplateError as e:
+            if str(e).startswith("template: "):
+                raise
+            raise TemplateError(f"template: :{src.count(chr(10), 0, start) + 1}: {e}") from None
     if len(stack) != 1:
-        raise TemplateError("unexpected EOF")
+        raise TemplateError(f"template: :{src.count(chr(10)) + 1}: unexpected EOF")
     return root
+
+
+def parse_action(text: str, start: int, stack: list[tuple[Node | None, list[Node]]]) -> None:
+    """Add the action `text` (at `start` in src) to the tree under construction."""
+    cur = stack[-1][1]
+    word = text.split(None, 1)
+    head = word[0] if word else ""
+    rest = word[1] if len(word) > 1 else ""
+    rest_at = start + (text.find(rest, len(head)) if rest else 0)
+    if head in ("if", "range", "with"):
+        node = Node(head, pipe=Parser(tokenize(rest)).pipeline(), source=rest, offset=rest_at)
+        cur.append(node)
+        stack.append((node, node.body))
+    elif head == "else":
+        owner = stack[-1][0]
+        if owner is None:
+            raise TemplateError("unexpected {{else}}")
+        stack.pop()
+        if rest.startswith("if "):
+            # else if: a nested if in the else branch, closed by the same end
+            cond = rest[3:].lstrip()
+            inner = Node("if", pipe=Parser(tokenize(cond)).pipeline(), source=cond,
+                         offset=rest_at + rest.index(cond, 3))  # fmt: skip
+            inner.text = "elseif"
+            owner.else_body.append(inner)
+            stack.append((owner, owner.else_body))
+            stack.append((inner, inner.body))
+        else:
+            stack.append((owner, owner.else_body))
+    elif head == "end":
+        if len(stack) == 1:
+            raise TemplateError("unexpected {{end}}")
+        node_, _ = stack.pop()
+        while node_ is not None and node_.text == "elseif":
+            node_, _ = stack.pop()
+    else:
+        pipe = Parser(tokenize(text)).pipeline()
+        cur.append(Node("action", pipe=pipe, source=text, offset=start))
 
 
 # -- execution ---------------------------------------------------------------
@@ -364,8 +392,10 @@ def parse(src: str) -> list[Node]:
 def field_of(v: Any, name: str) -> Any:
     if isinstance(v, dict):
         if name not in v and hasattr(v, "missing_field"):
-            # a Go struct has no such field (goshape.GoStruct), a strict map no such key
-            raise TemplateError(v.missing_field(name))
+            # a Go struct or formatter context has no such field, a strict map no such key
+            message = v.missing_field(name)
+            if message:
+                raise TemplateError(message)
         if name not in v and type(v) is not dict and callable(getattr(type(v), name, None)):
             raise TemplateError(f"wrong number of args for {name}: want 1 got 0")
         return v.get(name, NO_VALUE)
@@ -373,7 +403,8 @@ def field_of(v: Any, name: str) -> Any:
         return NO_VALUE
     attr = getattr(v, name, NO_VALUE)
     if attr is NO_VALUE:
-        raise TemplateError(f"can't evaluate field {name} in type {type(v).__name__}")
+        go_type = getattr(v, "go_type", "") or type(v).__name__
+        raise TemplateError(f"can't evaluate field {name} in type {go_type}")
     return attr() if callable(attr) else attr
 
 
@@ -384,10 +415,41 @@ def chain(v: Any, fields: str) -> Any:
     return v
 
 
+def idents(p: Pipeline) -> list[str]:
+    """The function names a pipeline calls (parenthesised ones too)."""
+    out = []
+    for cmd in p.cmds:
+        for op in cmd:
+            if op[0] == "ident":
+                out.append(op[1])
+            elif op[0] == "pipe":
+                out.extend(idents(op[1]))
+            elif op[0] == "chain" and op[1][0] == "pipe":
+                out.extend(idents(op[1][1]))
+    return out
+
+
+class ExecError(TemplateError):
+    """An error while executing, placed as Go's: `template: :1:2: executing "" at <.X>: ...`."""
+
+
 class Template:
     def __init__(self, src: str, funcs: dict[str, Callable[..., Any]] | None = None) -> None:
+        self.src = src
         self.nodes = parse(src)
         self.funcs = {**FUNCS, **(funcs or {})}
+        self.check(self.nodes)
+
+    def check(self, nodes: list[Node]) -> None:
+        """Go's parser knows the functions: an unknown one fails the parse, not the run."""
+        for n in nodes:
+            if n.pipe is not None:
+                for name in idents(n.pipe):
+                    if name not in self.funcs:
+                        line = self.src.count("\n", 0, n.offset) + 1
+                        raise TemplateError(f'template: :{line}: function "{name}" not defined')
+            self.check(n.body)
+            self.check(n.else_body)
 
     def render(self, data: Any) -> str:
         out: list[str] = []
@@ -396,50 +458,71 @@ class Template:
 
     def walk(self, nodes: list[Node], dot: Any, vars: dict[str, Any], out: list[str]) -> None:
         for n in nodes:
-            if n.kind == "text":
-                out.append(n.text)
-            elif n.kind == "action":
-                assert n.pipe is not None
-                v = self.pipe(n.pipe, dot, vars)
-                if not n.pipe.decl:
-                    out.append(go_str(v))
-            elif n.kind == "if":
-                assert n.pipe is not None
-                if truthy(self.pipe(n.pipe, dot, vars)):
-                    self.walk(n.body, dot, vars, out)
-                else:
-                    self.walk(n.else_body, dot, vars, out)
-            elif n.kind == "with":
-                assert n.pipe is not None
-                v = self.pipe(n.pipe, dot, vars)
-                if truthy(v):
-                    self.walk(n.body, v, vars, out)
-                else:
-                    self.walk(n.else_body, dot, vars, out)
-            elif n.kind == "range":
-                assert n.pipe is not None
-                decl = n.pipe.decl
-                v = self.pipe(Pipeline([], n.pipe.cmds), dot, vars)
-                items: list[tuple[Any, Any]]
-                if isinstance(v, dict):
-                    items = [(k, v[k]) for k in sorted(v)]
-                elif isinstance(v, list | tuple):
-                    items = list(enumerate(v))
-                elif isinstance(v, int) and not isinstance(v, bool):
-                    items = [(i, i) for i in range(v)]
-                elif v is None or v is NO_VALUE:
-                    items = []
-                else:
-                    raise TemplateError(f"range can't iterate over {go_str(v)}")
-                if not items:
-                    self.walk(n.else_body, dot, vars, out)
-                for k, item in items:
-                    scope = dict(vars)
-                    if len(decl) == 1:
-                        scope[decl[0]] = item
-                    elif len(decl) == 2:
-                        scope[decl[0]], scope[decl[1]] = k, item
-                    self.walk(n.body, item, scope, out)
+            try:
+                self.step(n, dot, vars, out)
+            except ExecError:
+                raise
+            except TemplateError as e:
+                raise self.placed(n, e) from None
+
+    def placed(self, n: Node, e: TemplateError) -> ExecError:
+        # the failing node: a field chain where one failed, else the whole command
+        what = getattr(e, "node", None) or n.source
+        found = n.source.find(what) if what != n.source else 0
+        at = n.offset + max(found, 0)
+        # Go places a chain (.A.B, $x.A) where its second link starts
+        link = what.find(".", 1) if what.startswith(".") else what.find(".")
+        if what[:1] in (".", "$") and link > 0 and " " not in what:
+            at += link
+        line = self.src.count("\n", 0, at) + 1
+        col = at - (self.src.rfind("\n", 0, at) + 1)
+        return ExecError(f'template: :{line}:{col}: executing "" at <{what}>: {e}')
+
+    def step(self, n: Node, dot: Any, vars: dict[str, Any], out: list[str]) -> None:
+        if n.kind == "text":
+            out.append(n.text)
+        elif n.kind == "action":
+            assert n.pipe is not None
+            v = self.pipe(n.pipe, dot, vars)
+            if not n.pipe.decl:
+                out.append(go_str(v))
+        elif n.kind == "if":
+            assert n.pipe is not None
+            if truthy(self.pipe(n.pipe, dot, vars)):
+                self.walk(n.body, dot, vars, out)
+            else:
+                self.walk(n.else_body, dot, vars, out)
+        elif n.kind == "with":
+            assert n.pipe is not None
+            v = self.pipe(n.pipe, dot, vars)
+            if truthy(v):
+                self.walk(n.body, v, vars, out)
+            else:
+                self.walk(n.else_body, dot, vars, out)
+        elif n.kind == "range":
+            assert n.pipe is not None
+            decl = n.pipe.decl
+            v = self.pipe(Pipeline([], n.pipe.cmds), dot, vars)
+            items: list[tuple[Any, Any]]
+            if isinstance(v, dict):
+                items = [(k, v[k]) for k in sorted(v)]
+            elif isinstance(v, list | tuple):
+                items = list(enumerate(v))
+            elif isinstance(v, int) and not isinstance(v, bool):
+                items = [(i, i) for i in range(v)]
+            elif v is None or v is NO_VALUE:
+                items = []
+            else:
+                raise TemplateError(f"range can't iterate over {go_str(v)}")
+            if not items:
+                self.walk(n.else_body, dot, vars, out)
+            for k, item in items:
+                scope = dict(vars)
+                if len(decl) == 1:
+                    scope[decl[0]] = item
+                elif len(decl) == 2:
+                    scope[decl[0]], scope[decl[1]] = k, item
+                self.walk(n.body, item, scope, out)
 
     def pipe(self, p: Pipeline, dot: Any, vars: dict[str, Any]) -> Any:
         value: Any = NO_VALUE
@@ -489,6 +572,17 @@ class Template:
             recv = chain(recv, path) if path else recv
         fn = getattr(type(recv), name, None)
         if not callable(fn) or name.startswith("_"):
+            if not isinstance(recv, dict) or name not in recv:
+                # a Go context without the method: the field lookup fails first
+                finder = getattr(recv, "missing_field", None)
+                go_type = getattr(recv, "go_type", "")
+                message = finder(name) if finder else ""
+                if not message and go_type:
+                    message = f"can't evaluate field {name} in type {go_type}"
+                if message:
+                    e = TemplateError(message)
+                    e.node = head[-1]  # type: ignore[attr-defined]
+                    raise e
             raise TemplateError(f"can't give argument to non-function {head[-1]}")
         try:
             return fn(recv, *args)
@@ -502,7 +596,14 @@ class Template:
         if kind == "lit":
             return op[1]
         if kind == "field":
-            return dot if op[1] == "." else chain(dot, op[1])
+            if op[1] == ".":
+                return dot
+            try:
+                return chain(dot, op[1])
+            except TemplateError as e:
+                if not hasattr(e, "node"):
+                    e.node = op[1]  # type: ignore[attr-defined]
+                raise
         if kind == "var":
             if op[1] not in vars:
                 raise TemplateError(f"undefined variable: {op[1]}")

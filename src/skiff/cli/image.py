@@ -193,7 +193,9 @@ def cmd_images(cli: Cli, argv: list[str]) -> int:
         for r in rows:
             cli.print(r["ID"])
         return 0
-    fmt.Formatter(o.format, default, IMAGE_HEADERS).render(rows, cli.out)
+    fmt.Formatter(o.format, default, IMAGE_HEADERS, go_type="*formatter.imageContext").render(
+        rows, cli.out
+    )
     return 0
 
 
@@ -262,7 +264,7 @@ def cmd_history(cli: Cli, argv: list[str]) -> int:
                "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY", "Size": "SIZE",
                "Comment": "COMMENT"}  # fmt: skip
     table = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
-    fmt.Formatter(o.format, table, headers).render(rows, cli.out)
+    fmt.Formatter(o.format, table, headers, go_type="*image.historyContext").render(rows, cli.out)
     return 0
 
 

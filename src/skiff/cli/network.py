@@ -45,7 +45,7 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
                "IPv4": "IPV4", "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
                "CreatedAt": "CREATED AT"}  # fmt: skip
     table = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
-    fmt.Formatter(o.format, table, headers).render(rows, cli.out)
+    fmt.Formatter(o.format, table, headers, go_type="*network.networkContext").render(rows, cli.out)
     return 0
 
 

@@ -76,7 +76,7 @@ def stats(cli: Cli, argv: list[str]) -> int:
         names = o.containers
     else:
         names = [c["Id"] for c in client.containers(all=o.all, filters=parse_kv_filters(None))]
-    formatter = fmt.Formatter(o.format, TABLE, HEADERS)
+    formatter = fmt.Formatter(o.format, TABLE, HEADERS, go_type="*container.statsContext")
     latest: dict[str, dict[str, str]] = {}
     errors: list[str] = []
     lock = threading.Lock()

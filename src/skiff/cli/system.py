@@ -305,7 +305,9 @@ def cmd_df(cli: Cli, argv: list[str]) -> int:
     headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
                "Reclaimable": "RECLAIMABLE"}  # fmt: skip
     table = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}"
-    fmt.Formatter(o.format, table, headers).render(rows, cli.out)
+    fmt.Formatter(o.format, table, headers, go_type="*formatter.diskUsageImagesContext").render(
+        rows, cli.out
+    )
     return 0
 
 
@@ -445,43 +447,57 @@ def inspect_objects(cli: Cli, argv: list[str], kind: str | None, raw: bool = Tru
     p.add_argument("names", nargs="+")
     o = p.parse_args(argv)
     kinds = [kind] if kind else ([o.type] if o.type else list(INSPECTORS))
-    found: list[Any] = []
-    found_kinds: list[str] = []
-    missing: list[str] = []
+    template = o.format not in ("", "json")
+    if template:
+        from skiff.cli.gotemplate import Template
+
+        try:
+            Template(fmt.unescape(o.format))
+        except fmt.TemplateError as e:
+            raise StatusError(64, f"template parsing error: {e}") from None
+    # as the docker CLI's inspector: every name in turn, errors collected in order
+    found: list[tuple[str, Any]] = []
+    lines: list[str] = []
+    errors: list[str] = []
     for name in o.names:
+        missing = ""
         for k in kinds:
             try:
                 if k == "container" and o.size:
-                    found.append(cli.client.inspect_container(name, size=True))
+                    obj = cli.client.inspect_container(name, size=True)
                 else:
-                    found.append(INSPECTORS[k](cli.client, name))
-                found_kinds.append(k)
+                    obj = INSPECTORS[k](cli.client, name)
                 break
-            except NotFound:
+            except NotFound as e:
+                missing = e.message
                 continue
         else:
-            missing.append(name)
-    if not raw and o.format in ("", "json"):
+            # `docker inspect` searches and names the object; `docker KIND inspect` passes
+            # the daemon's own words on
+            errors.append(f"Error: No such object: {name}" if len(kinds) > 1
+                          else f"Error response from daemon: {missing}")  # fmt: skip
+            continue
+        found.append((k, obj))
+        if template:
+            try:
+                lines.append(fmt.render_inspect(o.format, k, obj, fallback=raw))
+            except fmt.TemplateError as e:
+                errors.append(f"template parsing error: {e}")
+    if template:
+        # an inspector that printed nothing still ends its output with a newline
+        cli.print("\n".join(lines))
+    elif not raw:
         from skiff.cli.goshape import go_json, typed_root
 
-        typed = [typed_root(k, obj) for k, obj in zip(found_kinds, found, strict=True)]
+        typed = [typed_root(k, obj) for k, obj in found]
         cli.print(go_json(typed, "    " if not o.format else "", escape_html=True))
     elif o.format == "json":
         # the docker CLI's JSON inspector: one compact array of the answers
-        cli.print(json.dumps(found, separators=(",", ":"), ensure_ascii=False))
-    elif o.format:
-        try:
-            for k, obj in zip(found_kinds, found, strict=True):
-                cli.print(fmt.render_inspect(o.format, k, obj, fallback=raw))
-        except fmt.TemplateError as e:
-            raise StatusError(1, f"template parsing error: {e}") from None
+        cli.print(json.dumps([obj for _, obj in found], separators=(",", ":"), ensure_ascii=False))
     else:
-        cli.print(json.dumps(found, indent=4, ensure_ascii=False))
-    if missing:
-        what = kind if kind and len(kinds) == 1 and o.names else "object"
-        noun = {"container": "container", "image": "image", "volume": "volume",
-                "network": "network", "object": "object"}[what]  # fmt: skip
-        raise StatusError(1, "\n".join(f"Error: No such {noun}: {m}" for m in missing))
+        cli.print(json.dumps([obj for _, obj in found], indent=4, ensure_ascii=False))
+    if errors:
+        raise StatusError(1, "\n".join(errors))
     return 0
 
 

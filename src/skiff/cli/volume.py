@@ -52,7 +52,9 @@ def cmd_ls(cli: Cli, argv: list[str]) -> int:
     }) for v in vols]  # fmt: skip
     headers = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE",
                "Mountpoint": "MOUNTPOINT", "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE"}  # fmt: skip
-    fmt.Formatter(o.format, "table {{.Driver}}\t{{.Name}}", headers).render(rows, cli.out)
+    fmt.Formatter(
+        o.format, "table {{.Driver}}\t{{.Name}}", headers, go_type="*formatter.volumeContext"
+    ).render(rows, cli.out)
     return 0
 
 

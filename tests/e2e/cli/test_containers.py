@@ -183,6 +183,32 @@ def test_inspect_json_matches_docker(skiff: Runner, docker: Runner) -> None:
         skiff("volume", "rm", vol)
 
 
+def test_template_errors_match_docker(skiff: Runner, docker: Runner) -> None:
+    # the docker CLI's words, positions and exit codes for templates that fail, and the
+    # order of its output when some names are missing
+    n = name()
+    ok(skiff("run", "-d", "--name", n, "busybox", "sleep", "300"))
+    try:
+        for args in (
+            ["inspect", "-f", "x {{.State.Nope}}", n],
+            ["inspect", "-f", "{{.Name}} {{.Config.Nope.X}}", n],
+            ["inspect", "-f", "{{index .Config.Cmd 5}}", n],
+            ["inspect", "-f", "{{.Name}", n],
+            ["inspect", "-f", "{{nope .Name}}", n],
+            ["inspect", "-f", "{{.Name}}", n, "no-such-thing"],
+            ["inspect", n, "no-such-thing"],
+            ["volume", "inspect", "-f", "{{.Nope}}", "no-such-volume"],
+            ["ps", "--format", "{{.Nope}}"],
+            ["ps", "--format", "{{nope}}"],
+            ["images", "--format", "{{.Nope}}"],
+            ["history", "--format", '{{.Label "a"}}', "busybox"],
+        ):
+            s, d = skiff(*args), docker(*args)
+            assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), args
+    finally:
+        skiff("rm", "-f", n)
+
+
 def test_parallel_execs(skiff: Runner, docker: Runner) -> None:
     # 30 execs at once on one container, half through each CLI, with stdin and exit codes:
     # create, start, exit and inspect of one must never lose track of another

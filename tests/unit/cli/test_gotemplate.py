@@ -81,3 +81,35 @@ def test_objects_expose_attributes() -> None:
     assert Template("{{.ID}} {{.Label}}").render(Row()) == "abc lbl"
     with pytest.raises(TemplateError):
         Template("{{.Nope}}").render(Row())
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{.Name}", "template: :1: bad character U+007D '}'"),
+        ("{{.Name", "template: :1: unclosed action"),
+        ("a\n{{nosuchfn .Name}}", 'template: :2: function "nosuchfn" not defined'),
+    ],
+)
+def test_parse_errors_as_go(template: str, message: str) -> None:
+    with pytest.raises(TemplateError) as e:
+        Template(template)
+    assert str(e.value) == message
+
+
+def test_execution_errors_placed_as_go() -> None:
+    class Strict(dict[str, object]):
+        def missing_field(self, name: str) -> str:
+            return f'map has no entry for key "{name}"'
+
+    data = Strict(State=Strict(Status="up"), Cmd=["a"])
+    for template, message in [
+        ("x {{.State.Nope}}", 'template: :1:10: executing "" at <.State.Nope>: map has no'),
+        ("a\n {{if .State.Nope}}y{{end}}", 'template: :2:12: executing "" at <.State.Nope>:'),
+        ("{{$x := .State}}{{$x.Nope}}", 'template: :1:20: executing "" at <$x.Nope>:'),
+        ("{{index .Cmd 5}}", 'template: :1:2: executing "" at <index .Cmd 5>: error calling '
+         "index: index out of range: 5"),
+    ]:  # fmt: skip
+        with pytest.raises(TemplateError) as e:
+            Template(template).render(data)
+        assert str(e.value).startswith(message), template
