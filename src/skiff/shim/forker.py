@@ -18,9 +18,12 @@ before; so is everything when the helper is gone.
 
 Protocol: a SOCK_SEQPACKET pair. Each request is one message: the arguments
 (NUL-separated) with four descriptors (stdin, stdout, stderr, and the reply
-end of a fresh socket pair); the helper answers on that reply socket with the
-exit status as containerd reports it, once the command has exited. Requests
-from several threads run concurrently.
+end of a fresh socket pair); the helper answers on that reply socket "+"
+once it has forked the command, then the exit status as containerd reports
+it once the command has exited. Requests from several threads run
+concurrently. The helper leaves after IDLE_SECONDS without a command: it
+serves a container's start (and the delete of a quick one), and a
+long-running container does not keep paying for it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ _FD_SIZE = 4  # sizeof(int) in SCM_RIGHTS
 _LAUNCHER_MARK = b"# a lean launcher written by tools/launchers.py"
 _RUNTIME_MODULE = b"from skiff.runtime.cli import main"
 _DISABLE_ENV = "SKIFF_SHIM_EXEC_RUNTIME"  # set to 1: always execute the runtime binary
+# A helper costs its shim about 1.4 MB of pages (those the shim writes after the fork
+# are copied for one of them): it serves a container's start and a quick exit, then
+# goes, and a long-running container's later commands are executed.
+IDLE_SECONDS = 10.0
 
 
 class ForkerGone(Exception):
@@ -108,11 +115,18 @@ class Forker:
                     )
                 ],
             )
+            theirs.close()
+            # "+" once forked: without it the command never ran (the helper was gone,
+            # or left idle with this request still queued) and may be executed instead
+            ack = mine.recv(8)
         except OSError as exc:
             mine.close()
             raise ForkerGone(f"runtime helper: {exc}") from None
         finally:
             theirs.close()
+        if ack != b"+":
+            mine.close()
+            raise ForkerGone("runtime helper did not take the command")
         return mine
 
     @staticmethod
@@ -131,11 +145,12 @@ class Forker:
         self._sock.close()
 
 
-def start_forker(cmdline: list[str]) -> Forker | None:
+def start_forker(cmdline: list[str], idle_seconds: float = IDLE_SECONDS) -> Forker | None:
     """Fork the helper, named cmdline; call while this process has a single thread.
 
     None if it cannot. Its name is not the shim's: tools that find shims by
-    their arguments must not count it.
+    their arguments must not count it. It exits after idle_seconds without a
+    command (and when the shim's end closes).
     """
     from skiff.shim import syscalls
 
@@ -156,7 +171,7 @@ def start_forker(cmdline: list[str]) -> Forker | None:
             ours.close()
             _close_above_stdio(helper_end.fileno())
             syscalls.set_cmdline(cmdline)
-            code = _serve(helper_end)
+            code = _serve(helper_end, idle_seconds)
         finally:
             os._exit(code)
     helper_end.close()
@@ -171,17 +186,23 @@ def _close_above_stdio(*keep: int) -> None:
     os.closerange(low, 1 << 16)
 
 
-def _serve(sock: _socket.socket) -> int:
+def _serve(sock: _socket.socket, idle_seconds: float) -> int:
     """The helper: fork a child per request, answer each when its child exits."""
     import select
+    import time
 
     from skiff.shim.reaper import exit_status
 
     pending: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, reply socket)
     listening = True
+    busy_at = time.monotonic()
     while listening or pending:
         watch = ([sock.fileno()] if listening else []) + list(pending)
-        ready, _, _ = select.select(watch, [], [])
+        timeout = None if pending else max(0.0, busy_at + idle_seconds - time.monotonic())
+        ready, _, _ = select.select(watch, [], [], timeout)
+        if not ready and not pending:
+            return 0  # idle: the shim executes the runtime from now on
+        busy_at = time.monotonic()
         for fd in ready:
             if fd == sock.fileno():
                 if not _take(sock, pending):
@@ -234,9 +255,12 @@ def _take(sock: _socket.socket, pending: dict[int, tuple[int, socket.socket]]) -
     for fd in fds[:3]:
         os.close(fd)
     if pid < 0:
-        reply.send(b"%d" % 127)
-        reply.close()
+        reply.close()  # no "+": not run, the shim executes it
         return True
+    try:
+        reply.send(b"+")
+    except OSError:
+        pass
     try:
         pidfd = os.pidfd_open(pid)
     except OSError:

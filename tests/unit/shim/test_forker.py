@@ -53,6 +53,19 @@ SCRIPT = textwrap.dedent(
     forker.close()
     _, status = os.waitpid(forker.pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    # and by itself when idle; the next command is then executed (not lost)
+    idle = start_forker(["skiff-shim-runc-helper-test"], idle_seconds=0.3)
+    assert idle is not None
+    oci_idle = OciRuntime("/nonexistent/skiff-runc", root, log, Reaper(), idle)
+    assert oci_idle.run(["--version"]).startswith(b"skiff-runc version")
+    _, status = os.waitpid(idle.pid, 0)  # it leaves by itself
+    assert os.waitstatus_to_exitcode(status) == 0
+    try:
+        oci_idle.run(["--version"])
+    except Internal as e:
+        assert "/nonexistent/skiff-runc" in str(e), e
+    else:
+        raise AssertionError("the idle helper still ran a command")
     # and then the runtime binary is executed instead (here: missing, so it fails)
     try:
         oci.run(["--version"])
