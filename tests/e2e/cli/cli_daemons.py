@@ -255,8 +255,16 @@ def skiffd() -> Iterator[Daemon]:
             ]  # fmt: skip
             if port:
                 argv += ["--insecure-registry", f"127.0.0.1:{port}"]
+            # a second, mutual-TLS TCP listener, as the dockerd fixture has
+            tls_port, tls_dir = 0, None
+            if make_certs(base / "tls"):
+                tls_port, tls_dir = free_port(), base / "tls" / "client"
+                t = base / "tls"
+                argv += ["-H", f"tcp://127.0.0.1:{tls_port}", "--tlsverify",
+                         "--tlscacert", str(t / "ca.pem"), "--tlscert", str(t / "server-cert.pem"),
+                         "--tlskey", str(t / "server-key.pem")]  # fmt: skip
             proc = start_in_private_ns(argv, log)
-            daemon = Daemon(base, sock, proc, log, port)
+            daemon = Daemon(base, sock, proc, log, port, tls_port, tls_dir)
             try:
                 wait_ready(daemon, timeout=90)
                 subprocess.run(
