@@ -297,7 +297,11 @@ def cmd_rename(cli: Cli, argv: list[str]) -> int:
     p.add_argument("container")
     p.add_argument("name")
     o = p.parse_args(argv)
-    cli.client.rename(o.container, o.name)
+    try:
+        cli.client.rename(o.container, o.name)
+    except APIError as e:
+        raise StatusError(1, f"Error response from daemon: {e.message}\n"
+                             f"Error: failed to rename container named {o.container}") from None  # fmt: skip
     return 0
 
 
@@ -438,9 +442,10 @@ def cmd_logs(cli: Cli, argv: list[str]) -> int:
     p.add_argument("container")
     o = p.parse_args(argv)
     client = cli.client
-    info = client.inspect_container(o.container)
+    info = client.inspect_container(o.container)  # first, as the docker CLI
+    since, until = to_unix_param(o.since, "since"), to_unix_param(o.until, "until")
     resp = client.logs(info["Id"], follow=o.follow, timestamps=o.timestamps, tail=o.tail,
-                       since=to_unix_param(o.since), until=to_unix_param(o.until))  # fmt: skip
+                       since=since, until=until)  # fmt: skip
     out = cli.out_binary()
     err = sys.stderr.buffer
     chunks = client.stream_bytes(resp)
@@ -459,8 +464,10 @@ def cmd_logs(cli: Cli, argv: list[str]) -> int:
     return 0
 
 
-def to_unix_param(value: str | None) -> str | None:
-    """docker's --since/--until: a unix time, an RFC 3339 date, or a duration ago."""
+def to_unix_param(value: str | None, flag: str = "") -> str | None:
+    """docker's --since/--until: a unix time, an RFC 3339 date, or a duration ago.
+
+    A bad value fails with status 1 in the docker CLI's words (logs name the flag)."""
     if not value:
         return None
     try:
@@ -478,7 +485,8 @@ def to_unix_param(value: str | None) -> str | None:
     try:
         return f"{fmt.parse_time(value):.9f}"
     except ValueError:
-        raise UsageError(f"invalid time value {value!r}") from None
+        what = f'failed to parse value as time or duration: "{value}"'
+        raise StatusError(1, f'invalid value for "{flag}": {what}' if flag else what) from None
 
 
 def cmd_attach(cli: Cli, argv: list[str]) -> int:

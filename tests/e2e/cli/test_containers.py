@@ -184,8 +184,8 @@ def test_inspect_json_matches_docker(skiff: Runner, docker: Runner) -> None:
 
 
 def test_template_errors_match_docker(skiff: Runner, docker: Runner) -> None:
-    # the docker CLI's words, positions and exit codes for templates that fail, and the
-    # order of its output when some names are missing
+    # the docker CLI's words, positions and exit codes for templates that fail, the order
+    # of its output when some names are missing, and other usage errors
     n = name()
     ok(skiff("run", "-d", "--name", n, "busybox", "sleep", "300"))
     try:
@@ -202,6 +202,11 @@ def test_template_errors_match_docker(skiff: Runner, docker: Runner) -> None:
             ["ps", "--format", "{{nope}}"],
             ["images", "--format", "{{.Nope}}"],
             ["history", "--format", '{{.Label "a"}}', "busybox"],
+            ["logs", "--since", "nope", n],
+            ["logs", "--until", "2x", "no-such-thing"],
+            ["events", "--since", "1h", "--until", "2x"],
+            ["rename", n, n],
+            ["rename", "no-such-thing", "x"],
         ):
             s, d = skiff(*args), docker(*args)
             assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), args
