@@ -214,6 +214,21 @@ def test_template_errors_match_docker(skiff: Runner, docker: Runner) -> None:
         skiff("rm", "-f", n)
 
 
+def test_start_attach_a_stopped_container(skiff: Runner, docker: Runner) -> None:
+    # `start -a` attaches before it starts: the daemon takes an attach to an exited
+    # container as to a created one
+    n = name()
+    ok(skiff("create", "--name", n, "busybox", "sh", "-c", "echo hi; echo err >&2; exit 3"))
+    try:
+        for run in (skiff, docker, skiff, docker):
+            r = run("start", "-a", n)
+            assert (r.returncode, r.stdout, r.stderr) == (3, "hi\n", "err\n")
+        s, d = skiff("attach", n), docker("attach", n)
+        assert (s.returncode, s.stderr) == (d.returncode, d.stderr) == (1, s.stderr)
+    finally:
+        skiff("rm", "-f", n)
+
+
 def test_parallel_execs(skiff: Runner, docker: Runner) -> None:
     # 30 execs at once on one container, half through each CLI, with stdin and exit codes:
     # create, start, exit and inspect of one must never lose track of another

@@ -336,7 +336,9 @@ def register(router: Router, daemon: Daemon) -> None:
 
     async def attach(request: Request) -> Response:
         c = svc.get(request.params["id"])
-        if c.status in (Status.EXITED, Status.DEAD, Status.REMOVING) and not request.q_bool("logs"):
+        # a stopped container is attached to as a created one: `docker start -a` attaches
+        # first, then starts (the docker CLI's `attach` refuses stopped ones on its side)
+        if c.status in (Status.DEAD, Status.REMOVING) and not request.q_bool("logs"):
             raise Conflict("You cannot attach to a stopped container, start it first")
         if c.status == Status.PAUSED:
             raise Conflict("You cannot attach to a paused container, unpause it first")
