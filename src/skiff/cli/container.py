@@ -223,15 +223,17 @@ def cmd_start(cli: Cli, argv: list[str]) -> int:
 
 
 def for_each(cli: Cli, names: list[str], action: Callable[[str], None]) -> int:
-    status = 0
+    # the names that worked as they go, the errors together at the end, as the docker CLI
+    errors = []
     for n in names:
         try:
             action(n)
             cli.print(n)
         except APIError as e:
-            cli.eprint(f"Error response from daemon: {e.message}")
-            status = 1
-    return status
+            errors.append(f"Error response from daemon: {e.message}")
+    if errors:
+        cli.eprint("\n".join(errors))
+    return 1 if errors else 0
 
 
 def cmd_stop(cli: Cli, argv: list[str], restart: bool = False) -> int:

@@ -207,6 +207,7 @@ def test_template_errors_match_docker(skiff: Runner, docker: Runner) -> None:
             ["events", "--since", "1h", "--until", "2x"],
             ["rename", n, n],
             ["rename", "no-such-thing", "x"],
+            ["restart", "-t", "0", "no-such-thing", n, "no-such-2"],
         ):
             s, d = skiff(*args), docker(*args)
             assert (s.returncode, s.stdout, s.stderr) == (d.returncode, d.stdout, d.stderr), args
