@@ -437,3 +437,21 @@ def test_embedded_dns_forwards_to_the_containers_dns(net_engine: NetEngine) -> N
     finally:
         server.kill()
         server.wait()
+
+
+def test_published_port_without_userland_proxy() -> None:
+    """--userland-proxy=false: nothing listens on the host port; the nft rules alone
+    answer it, on loopback too (route_localnet and a masquerade, as dockerd)."""
+    from net_daemons import need_root_tools
+    from net_daemons import net_engine as start
+
+    why = need_root_tools()
+    if why:
+        pytest.skip(why)
+    with start(["--userland-proxy=false"]) as eng:
+        eng.docker("run", "-d", "-p", "18500:80", "busybox", "sh", "-c", SERVER.format(port=80))
+        listening = eng.in_netns("ss", "-Htln", "sport = :18500").stdout
+        assert listening.strip() == ""  # no proxy
+        assert tcp(eng, 18500) == "pong"
+        gw = eng.in_netns("ip", "-4", "-o", "addr", "show", "skiff0").stdout.split()[3]
+        assert tcp(eng, 18500, gw.split("/")[0]) == "pong"

@@ -189,6 +189,20 @@ def test_nft_ruleset() -> None:
     assert "10.0.0.0/24" not in text  # internal: no masquerade
     assert 'iifname "br-x" oifname != "br-x" drop' in text
     assert 'iifname "skiff0" oifname { "br-x" } drop' in text
+    assert "ip daddr != 127.0.0.0/8 fib daddr type local jump published" in text
+    assert "127.0.0.0/8 oifname" not in text
+
+
+def test_nft_ruleset_without_proxy() -> None:
+    text = nft.render(
+        [nft.BridgeRules("skiff0", "172.30.0.0/16", False)],
+        [nft.PortRule("tcp", "", 8080, "172.30.0.2", 80, "skiff0")],
+        hairpin_proxy=False,
+    )
+    # loopback destinations are DNATed too, and their source is masqueraded to the bridge
+    assert "    fib daddr type local jump published" in text
+    assert "ip daddr != 127.0.0.0/8" not in text
+    assert 'ip saddr 127.0.0.0/8 oifname "skiff0" masquerade' in text
 
 
 def test_network_json_shape() -> None:

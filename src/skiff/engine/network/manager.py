@@ -693,6 +693,10 @@ class NetworkManager:
             self._forwarding = True
         if not self.iptables:
             return
+        if not self.userland_proxy:
+            for b in bridges:
+                # DNAT of a loopback destination to a container (no proxy to serve it)
+                _set_sysctl(f"net/ipv4/conf/{b.bridge}/route_localnet", "1")
         if not bridges and not ports:
             # nothing to program: no table at all (a daemon run with --bridge=none in the
             # host's namespace adds nothing to the host's ruleset)

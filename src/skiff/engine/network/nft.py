@@ -50,8 +50,11 @@ def render(
         "  }",
         "  chain output {",
         "    type nat hook output priority -100; policy accept;",
-        # loopback is the userland proxy's, as in Docker
-        "    ip daddr != 127.0.0.0/8 fib daddr type local jump published",
+        # loopback is the userland proxy's, as in Docker; without a proxy the rules take it
+        # too (with route_localnet on the bridges and the masquerade below, as dockerd)
+        "    ip daddr != 127.0.0.0/8 fib daddr type local jump published"
+        if hairpin_proxy
+        else "    fib daddr type local jump published",
         "  }",
         "  chain published {",
     ]
@@ -72,6 +75,9 @@ def render(
     for b in bridges:
         if b.masquerade and not b.internal:
             lines.append(f"    ip saddr {b.subnet} oifname != {_q(b.bridge)} masquerade")
+        if not hairpin_proxy and ports:
+            # a loopback source cannot be answered from a container: give it the bridge's
+            lines.append(f"    ip saddr 127.0.0.0/8 oifname {_q(b.bridge)} masquerade")
     lines += [
         "  }",
         "  chain forward {",
