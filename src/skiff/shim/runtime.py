@@ -132,7 +132,14 @@ class OciRuntime:
             except ForkerGone:
                 self._forker = None  # the helper is gone: execute the binary from now on
             else:
-                return lambda: forker.wait(reply)
+
+                def wait() -> int:
+                    try:
+                        return forker.wait(reply)
+                    except OSError as exc:
+                        raise Internal(f"{os.path.basename(self.binary)} {args[0]}: {exc}")
+
+                return wait
         pid = self.spawn(args, stdio)
         return lambda: self._reaper.wait(pid)
 
