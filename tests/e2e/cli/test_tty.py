@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cli_daemons import SKIFF, Daemon
+from cli_daemons import DOCKER, SKIFF, Daemon
 from cli_fixtures import Runner, skiff_bytes
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(90)]
@@ -93,10 +93,12 @@ class Terminal:
 
 
 @contextmanager
-def terminal(daemon: Daemon, config_dir: Path, *args: str) -> Iterator[Terminal]:
+def terminal(
+    daemon: Daemon, config_dir: Path, *args: str, binary: str = SKIFF
+) -> Iterator[Terminal]:
     env = daemon.env(config_dir)
     env["TERM"] = "xterm"
-    t = Terminal([SKIFF, *args], env)
+    t = Terminal([binary, *args], env)
     try:
         yield t
     finally:
@@ -223,8 +225,10 @@ def test_exec_it_starts_with_the_terminal_size(
     n = f"t{uuid.uuid4().hex[:10]}"
     assert skiff("run", "-d", "--name", n, "busybox", "sleep", "300").returncode == 0
     try:
-        for _ in range(3):
-            with terminal(daemon, config_dir, "exec", "-it", n, "stty", "size") as t:
+        # skiff, and the docker CLI (28 sends ConsoleSize at exec start) against the daemon
+        for binary in (SKIFF, SKIFF, DOCKER, DOCKER):
+            args = ("exec", "-it", n, "stty", "size")
+            with terminal(daemon, config_dir, *args, binary=binary) as t:
                 t.expect(b"30 100")
                 assert t.wait() == 0
     finally:
