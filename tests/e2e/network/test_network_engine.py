@@ -30,10 +30,11 @@ while True:
 
 UDP_CLIENT = """
 import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ip = "{ip}"
+s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(1)
 for _ in range(10):
-    s.sendto(b"ping", ("127.0.0.1", {port}))
+    s.sendto(b"ping", (ip, {port}))
     try:
         print(s.recvfrom(2048)[0].decode())
         sys.exit(0)
@@ -162,18 +163,26 @@ def test_published_ports_tcp_udp_range_and_all(net_engine: NetEngine) -> None:
                    "(while true; do echo p81 | nc -l -p 81; done) & "
                    "(while true; do echo p82 | nc -l -p 82; done) & " + SERVER.format(port=80))  # fmt: skip
         assert tcp(eng, 18080) == "pong"
+        # the namespace has ::1: as dockerd, the port is published on [::] too (V6ONLY),
+        # served by the proxy to the container's IPv4 address
+        assert tcp(eng, 18080, "::1") == "pong"
         ports = inspect(eng, web)["NetworkSettings"]["Ports"]
+        assert ports["80/tcp"] == [
+            {"HostIp": "0.0.0.0", "HostPort": "18080"},
+            {"HostIp": "::", "HostPort": "18080"},
+        ]
         r = int(ports["81/tcp"][0]["HostPort"])
         assert 18100 <= r <= 18110 and tcp(eng, r) == "p81"
         p82 = int(ports["82/tcp"][0]["HostPort"])
         assert p82 >= 1024 and tcp(eng, p82) == "p82"
         # docker port reads the same
         out = eng.docker("port", web).stdout
-        assert "80/tcp -> 0.0.0.0:18080" in out and f"82/tcp -> 0.0.0.0:{p82}" in out
-        assert eng.docker("port", web, "80").stdout.strip() == "0.0.0.0:18080"
+        assert "80/tcp -> 0.0.0.0:18080\n80/tcp -> [::]:18080\n" in out
+        assert f"82/tcp -> 0.0.0.0:{p82}\n82/tcp -> [::]:{p82}\n" in out
+        assert eng.docker("port", web, "80").stdout == "0.0.0.0:18080\n[::]:18080\n"
         # ps lists them
         ps = eng.docker("ps", "--filter", f"name={web}", "--format", "{{.Ports}}").stdout
-        assert "0.0.0.0:18080->80/tcp" in ps
+        assert "0.0.0.0:18080->80/tcp, [::]:18080->80/tcp" in ps
         # from another container through the host's bridge address (DNAT, hairpin)
         gw = inspect(eng, web)["NetworkSettings"]["Gateway"]
         assert tcp(eng, 18080, gw) == "pong"
@@ -188,7 +197,10 @@ def test_published_ports_tcp_udp_range_and_all(net_engine: NetEngine) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            res = eng.in_netns("python3", "-c", UDP_CLIENT.format(port=15353))
+            res = eng.in_netns("python3", "-c", UDP_CLIENT.format(ip="127.0.0.1", port=15353))
+            assert res.stdout.strip() == "echo:ping", res
+            # over IPv6 loopback too: the proxy's [::] listener reaches the IPv4 container
+            res = eng.in_netns("python3", "-c", UDP_CLIENT.format(ip="::1", port=15353))
             assert res.stdout.strip() == "echo:ping", res
         finally:
             server.kill()
@@ -238,6 +250,28 @@ def test_errors_in_dockers_words(net_engine: NetEngine) -> None:
         res = eng.docker("run", "--rm", "-p", "18200:80", "busybox", "true", check=False)
         assert res.returncode != 0
         assert "Bind for 0.0.0.0:18200 failed: port is already allocated" in res.stderr
+        # a port taken on [::] alone (by a listener of the test's) fails as dockerd's
+        # proxy fails: the port must be free on both families
+        holder = subprocess.Popen(
+            ["ip", "netns", "exec", eng.netns, "python3", "-c",
+             "import socket, time\ns = socket.socket(socket.AF_INET6)\n"
+             "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)\n"
+             "s.bind(('::', 18201)); s.listen(); print('up', flush=True); time.sleep(60)"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert holder.stdout is not None and holder.stdout.readline() == "up\n"
+            res = eng.docker("run", "--rm", "-p", "18201:80", "busybox", "true", check=False)
+            assert res.returncode != 0
+            assert (
+                "Error starting userland proxy: listen tcp6 [::]:18201: bind: address already "
+                "in use" in res.stderr
+            ), res.stderr
+            # and nothing stays bound on 0.0.0.0 for the failed container
+            assert eng.in_netns("ss", "-Htln", "sport = :18201").stdout.count("\n") == 1
+        finally:
+            holder.kill()
+            holder.wait()
         res = eng.docker("network", "rm", "bridge", check=False)
         assert "bridge is a pre-defined network and cannot be removed" in res.stderr
         res = eng.docker("network", "inspect", "no-such-net", check=False)

@@ -105,10 +105,12 @@ class ProxyBindFailed(errors.SkiffError):
     def __init__(
         self, endpoint: str, endpoint_id: str, proto: str, host_ip: str, port: int
     ) -> None:
+        # Go's words: "listen tcp6 [::]:8181" for an IPv6 listener
+        family, host = ("6", f"[{host_ip}]") if ":" in host_ip else ("4", host_ip)
         super().__init__(
             f"driver failed programming external connectivity on endpoint {endpoint} "
-            f"({endpoint_id}): Error starting userland proxy: listen {proto}4 "
-            f"{host_ip}:{port}: bind: address already in use"
+            f"({endpoint_id}): Error starting userland proxy: listen {proto}{family} "
+            f"{host}:{port}: bind: address already in use"
         )
 
 

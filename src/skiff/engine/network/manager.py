@@ -37,7 +37,13 @@ from skiff.engine.network.model import (
     PortBinding,
     mac_for_ip,
 )
-from skiff.engine.network.proxy import ServiceLoop, TcpProxy, UdpProxy, bind_listener
+from skiff.engine.network.proxy import (
+    ServiceLoop,
+    TcpProxy,
+    UdpProxy,
+    bind_listener,
+    ipv6_listenable,
+)
 from skiff.engine.network.store import NetworkStore
 from skiff.errors import InvalidArgument
 
@@ -103,6 +109,7 @@ class NetworkManager:
         self.host_resolv_conf = host_resolv_conf
         self._dns_upstreams = list(dns_upstreams) if dns_upstreams is not None else None
         self.userland_proxy = userland_proxy
+        self._v6: bool | None = None  # whether this namespace can listen on IPv6
         self.nft_command = nft_command
         self.mtu = mtu
         #: False (dockerd's --iptables=false): no `ip skiff` table at all
@@ -594,10 +601,19 @@ class NetworkManager:
         taken = self._allocated_ports()
         chosen: list[PortBinding] = []
         sockets: dict[tuple[str, str, int], socket.socket] = {}
+        # As dockerd: a port without a host address is published on 0.0.0.0 and, where
+        # the namespace can listen on IPv6, on [::] too (through the proxy only: the
+        # container has no IPv6 address for a rule to reach).
+        also_v6 = self.userland_proxy and self._ipv6_listenable()
 
         def clash(proto: str, ip: str, port: int) -> bool:
+            v6 = ":" in ip
+            wildcard = "::" if v6 else "0.0.0.0"
             return any(
-                t[0] == proto and t[2] == port and (ip == t[1] or "0.0.0.0" in (ip, t[1]))
+                t[0] == proto
+                and t[2] == port
+                and (":" in t[1]) == v6
+                and (ip == t[1] or wildcard in (ip, t[1]))
                 for t in taken
             )
 
@@ -605,7 +621,7 @@ class NetworkManager:
             for want in wanted:
                 if want.proto not in ("tcp", "udp"):
                     raise InvalidArgument(f"unsupported protocol {want.proto}")
-                ip = want.bind_ip
+                ips = [want.bind_ip] + (["::"] if also_v6 and not want.host_ip else [])
                 if want.host_port and not want.host_port_end:
                     candidates: Iterable[int] = [want.host_port]
                 elif want.host_port:
@@ -614,31 +630,61 @@ class NetworkManager:
                     candidates = range(*_ephemeral_range())
                 explicit = bool(want.host_port and not want.host_port_end)
                 for port in candidates:
-                    if clash(want.proto, ip, port):
+                    busy = next((ip for ip in ips if clash(want.proto, ip, port)), None)
+                    if busy is not None:
                         if explicit:
-                            raise neterr.PortAllocated(ep.container_name, ep.id, ip, port)
+                            raise neterr.PortAllocated(ep.container_name, ep.id, busy, port)
                         continue
-                    if self.userland_proxy:
-                        try:
-                            sock = bind_listener(want.proto, ip, port)
-                        except OSError:
-                            if explicit:
-                                raise neterr.ProxyBindFailed(
-                                    ep.container_name, ep.id, want.proto, ip, port
-                                )
-                            continue
-                        sockets[(want.proto, ip, port)] = sock
-                    binding = replace(want, host_ip=ip, host_port=port, host_port_end=0)
-                    chosen.append(binding)
-                    taken.add((want.proto, ip, port))
+                    if self.userland_proxy and not self._bind_all(
+                        sockets, ep, want.proto, ips, port, explicit
+                    ):
+                        continue
+                    for ip in ips:
+                        host_ip = want.host_ip if ip == want.bind_ip else ip
+                        chosen.append(
+                            replace(want, host_ip=host_ip, host_port=port, host_port_end=0)
+                        )
+                        taken.add((want.proto, ip, port))
                     break
                 else:
-                    raise neterr.PortAllocated(ep.container_name, ep.id, ip, want.host_port or 0)
+                    raise neterr.PortAllocated(
+                        ep.container_name, ep.id, want.bind_ip, want.host_port or 0
+                    )
         except BaseException:
             for s in sockets.values():
                 s.close()
             raise
         return chosen, sockets
+
+    def _bind_all(
+        self,
+        sockets: dict[tuple[str, str, int], socket.socket],
+        ep: Endpoint,
+        proto: str,
+        ips: list[str],
+        port: int,
+        explicit: bool,
+    ) -> bool:
+        """The proxy's listeners on every address of one binding, or none of them: a
+        port chosen from a range must be free on all (dockerd gives 0.0.0.0 and [::]
+        the same port)."""
+        got: list[tuple[str, str, int]] = []
+        for ip in ips:
+            try:
+                sockets[(proto, ip, port)] = bind_listener(proto, ip, port)
+            except OSError:
+                for key in got:
+                    sockets.pop(key).close()
+                if explicit:
+                    raise neterr.ProxyBindFailed(ep.container_name, ep.id, proto, ip, port)
+                return False
+            got.append((proto, ip, port))
+        return True
+
+    def _ipv6_listenable(self) -> bool:
+        if self._v6 is None:
+            self._v6 = ipv6_listenable()
+        return self._v6
 
     def _serve_proxies(
         self, ep: Endpoint, sockets: dict[tuple[str, str, int], socket.socket]
@@ -682,6 +728,8 @@ class NetworkManager:
             if net is None or not ep.ip:
                 continue
             for p in ep.ports:
+                if ":" in p.bind_ip:
+                    continue  # an IPv6 listener is the proxy's alone (table ip skiff)
                 ports.append(
                     nft.PortRule(
                         p.proto, p.host_ip, p.host_port, ep.ip, p.container_port, net.bridge

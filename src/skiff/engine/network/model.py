@@ -65,7 +65,7 @@ class PortBinding:
 
     container_port: int
     proto: str = "tcp"
-    host_ip: str = ""  # "" binds every address (0.0.0.0)
+    host_ip: str = ""  # "" binds every address (0.0.0.0, and [::] beside it: "::")
     host_port: int = 0
     #: for `-p 8000-8010:80`: any free port in [host_port, host_port_end]
     host_port_end: int = 0
@@ -135,7 +135,7 @@ def parse_publish(spec: str) -> list[PortBinding]:
         raise InvalidPortSpec(spec)
     if ip:
         try:
-            ipaddress.IPv4Address(ip)
+            ipaddress.ip_address(ip)
         except ValueError:
             raise InvalidPortSpec(spec, "invalid IP address")
     c_start, c_end = _port_range(cont, spec)

@@ -56,8 +56,12 @@ class ServiceLoop:
 def bind_listener(proto: str, host_ip: str, port: int) -> socket.socket:
     """The proxy's listening socket, bound now so a taken port fails the caller."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    sock = socket.socket(socket.AF_INET, kind)
+    v6 = ":" in host_ip
+    sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, kind)
     try:
+        if v6:
+            # [::] beside 0.0.0.0, as docker-proxy's tcp6/udp6 listeners: IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if proto == "tcp":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host_ip or "0.0.0.0", port))
@@ -68,6 +72,17 @@ def bind_listener(proto: str, host_ip: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def ipv6_listenable() -> bool:
+    """Whether this network namespace can listen on IPv6 (it has ::1): dockerd then
+    publishes a port without a host address on [::] too (libnetwork's IsV6Listenable)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
 
 
 #: bytes moved per splice call, and the size asked for each direction's pipe
