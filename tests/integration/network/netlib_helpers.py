@@ -160,7 +160,8 @@ def tcp_exchange(sock: socket.socket, data: bytes) -> bytes:
 
 
 def udp_exchange(ip: str, port: int, data: bytes) -> bytes:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         s.settimeout(2)
         s.sendto(data, (ip, port))
         return s.recv(65536)

@@ -130,7 +130,10 @@ def test_published_ports_tcp_udp(host: Host, outside: Container) -> None:
     mgr.create_network("web", subnet="10.77.5.0/24")
     c = host.container()
     ports = (
-        parse_publish("18080:80") + parse_publish("19090:90/udp") + parse_publish("127.0.0.1::81")
+        parse_publish("18080:80")
+        + parse_publish("19090:90/udp")
+        + parse_publish("127.0.0.1::81")
+        + parse_publish("[::1]:18085:80")
     )
     ep = mgr.attach(c.id, "web", c.netns, name="web1", ports=ports)
     eph = next(p for p in ep.ports if p.container_port == 81)
@@ -144,6 +147,15 @@ def test_published_ports_tcp_udp(host: Host, outside: Container) -> None:
         assert tcp_exchange(
             socket.create_connection(("127.0.0.1", eph.host_port), 2), b"e"
         ).endswith(b" e")
+        # IPv6 loopback: [::] beside 0.0.0.0 (as dockerd, where ::1 exists), and the
+        # explicit [::1]:18085; both proxied to the container's IPv4 address
+        assert tcp_exchange(socket.create_connection(("::1", 18080), 2), b"6") == b"10.77.5.1 6"
+        assert udp_exchange("::1", 19090, b"w") == b"10.77.5.1 w"
+        assert tcp_exchange(socket.create_connection(("::1", 18085), 2), b"x") == b"10.77.5.1 x"
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", 18085), 1)
+        with pytest.raises(OSError):
+            socket.create_connection(("::1", eph.host_port), 1)  # 127.0.0.1 only
         # from another machine: nftables DNAT, so the container sees the client
         assert tcp_exchange(outside.connect("10.99.0.1", 18080), b"d") == b"10.99.0.2 d"
 
@@ -163,8 +175,19 @@ def test_published_ports_tcp_udp(host: Host, outside: Container) -> None:
         assert not mgr.container_endpoints(other.id), "the failed attach left nothing"
 
         settings = mgr.network_settings(c.id)
-        assert settings["Ports"]["80/tcp"] == [{"HostIp": "0.0.0.0", "HostPort": "18080"}]
-        assert settings["Ports"]["90/udp"] == [{"HostIp": "0.0.0.0", "HostPort": "19090"}]
+        assert settings["Ports"]["80/tcp"] == [
+            {"HostIp": "0.0.0.0", "HostPort": "18080"},
+            {"HostIp": "::", "HostPort": "18080"},
+            {"HostIp": "::1", "HostPort": "18085"},
+        ]
+        assert settings["Ports"]["90/udp"] == [
+            {"HostIp": "0.0.0.0", "HostPort": "19090"},
+            {"HostIp": "::", "HostPort": "19090"},
+        ]
+        assert settings["Ports"]["81/tcp"] == [
+            {"HostIp": "127.0.0.1", "HostPort": str(eph.host_port)}
+        ]
+        assert "18085" not in nft.list_table()  # an IPv6 binding has no (ip family) rule
 
         mgr.release_container(c.id)
         with pytest.raises(OSError):
@@ -187,10 +210,14 @@ def test_port_ranges(host: Host) -> None:
     c = host.container()
     ports = parse_publish("18100-18101:80-81") + parse_publish("18200-18210:82")
     ep = mgr.attach(c.id, "bridge", c.netns, name="r", ports=ports)
-    assert [(p.host_port, p.container_port) for p in ep.ports] == [
-        (18100, 80),
-        (18101, 81),
-        (18200, 82),
+    # each on 0.0.0.0 and then [::], the same port for both (as dockerd)
+    assert [(p.bind_ip, p.host_port, p.container_port) for p in ep.ports] == [
+        ("0.0.0.0", 18100, 80),
+        ("::", 18100, 80),
+        ("0.0.0.0", 18101, 81),
+        ("::", 18101, 81),
+        ("0.0.0.0", 18200, 82),
+        ("::", 18200, 82),
     ]
     d = host.container()
     ep2 = mgr.attach(d.id, "bridge", d.netns, name="r2", ports=parse_publish("18200-18210:82"))
