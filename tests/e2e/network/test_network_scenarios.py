@@ -9,6 +9,9 @@ the JSON docker-py reads key for key, and /etc/hosts, /etc/resolv.conf and
 
 from __future__ import annotations
 
+import contextlib
+import json
+import re
 import subprocess
 import sys
 import uuid
@@ -230,3 +233,125 @@ def test_parity_with_dockerd(
     assert {f: said(t) for f, t in ours["files"].items()} == {
         f: said(t) for f, t in theirs["files"].items()
     }
+
+
+#: a container's NetworkSettings.Networks entry in Engine API 1.45's key order, which
+#: skiffd speaks (Docker Engine 25+); dockerd 20.10 (API 1.41) puts MacAddress and
+#: DriverOpts after GlobalIPv6PrefixLen and has no DNSNames (API 1.44)
+ENDPOINT_KEYS_1_45 = [
+    "IPAMConfig", "Links", "Aliases", "MacAddress", "DriverOpts", "NetworkID", "EndpointID",
+    "Gateway", "IPAddress", "IPPrefixLen", "IPv6Gateway", "GlobalIPv6Address",
+    "GlobalIPv6PrefixLen", "DNSNames",
+]  # fmt: skip
+
+
+def raw_scenario(api: Any, a: str, b: str, ctr: str) -> dict[str, Any]:
+    """Networks and a container made through the raw Engine API at version 1.41 (what
+    dockerd 20.10 speaks); the JSON as each daemon sent it (json keeps the key order)."""
+    try:
+        created = api.create_network(
+            a, driver="bridge", labels={"k": "v"},
+            ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+                subnet="10.82.0.0/24", iprange="10.82.0.128/25", gateway="10.82.0.254")]),
+        )  # fmt: skip
+        created_b = api.create_network(b)  # no IPAM at all: a default pool, Options null
+        host = api.create_host_config(port_bindings={80: 8181, "81/udp": None}, network_mode=a)
+        cid = api.create_container(
+            "busybox", ["sleep", "300"], name=ctr, ports=[80, (81, "udp")], host_config=host
+        )["Id"]
+        api.start(cid)
+        api.connect_container_to_network(cid, b, aliases=["web"])
+        return {
+            "cid": cid,
+            "created": [created, created_b],
+            "inspect": api.inspect_network(a),
+            "inspect_b": api.inspect_network(b),
+            "listed": api.networks(names=[a]),
+            "settings": api.inspect_container(cid)["NetworkSettings"],
+        }
+    finally:
+        for ref in (ctr,):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_container(ref, force=True)
+        for n in (a, b):
+            with contextlib.suppress(docker.errors.APIError):
+                api.remove_network(n)
+
+
+def normal_network(doc: dict[str, Any], subnet_too: bool = False) -> str:
+    """A network's JSON with what differs by nature (ids, times, a default pool) masked,
+    as ordered text: equal text means equal keys, key order and values."""
+    doc = json.loads(json.dumps(doc))
+    doc["Id"], doc["Created"] = "ID", "TIME"
+    doc["Containers"] = {
+        f"CID{i}": {**c, "EndpointID": "EP"}
+        for i, c in enumerate(doc.get("Containers", {}).values())
+    }
+    if subnet_too:
+        for cfg in doc["IPAM"]["Config"]:
+            cfg.update({k: "POOL" for k in cfg})
+    return json.dumps(doc)
+
+
+def test_raw_json_key_by_key_with_dockerd(
+    net_engine: NetEngine, dockerd_in_netns: cli_daemons.Daemon
+) -> None:
+    theirs_api = docker.APIClient(base_url=dockerd_in_netns.host, version="1.41", timeout=120)
+    ours_api = docker.APIClient(base_url=f"unix://{net_engine.sock}", version="1.41", timeout=120)
+    try:
+        names = name(), name(), name()
+        theirs, ours = raw_scenario(theirs_api, *names), raw_scenario(ours_api, *names)
+    finally:
+        theirs_api.close()
+        ours_api.close()
+    # POST /networks/create
+    for o, t in zip(ours["created"], theirs["created"], strict=True):
+        assert list(o) == list(t) == ["Id", "Warning"] and o["Warning"] == t["Warning"] == ""
+    # GET /networks/{id}: every key, in order, and every value (IPAM.Config is Subnet,
+    # IPRange, Gateway; IPAM.Options null when the request had none)
+    assert normal_network(ours["inspect"]) == normal_network(theirs["inspect"])
+    assert normal_network(ours["inspect_b"], True) == normal_network(theirs["inspect_b"], True)
+    # GET /networks (no Containers in a list)
+    assert [normal_network(n) for n in ours["listed"]] == [
+        normal_network(n) for n in theirs["listed"]
+    ]
+    o_set, t_set = ours["settings"], theirs["settings"]
+
+    # NetworkSettings.Ports: 0.0.0.0 then [::] for each binding, as dockerd
+    def ports(p: dict[str, Any]) -> str:
+        return re.sub(r'"HostPort": "3\d{4}"', '"HostPort": "EPH"', json.dumps(p))
+
+    assert ports(o_set["Ports"]) == ports(t_set["Ports"])
+    assert o_set["Ports"]["80/tcp"] == [
+        {"HostIp": "0.0.0.0", "HostPort": "8181"},
+        {"HostIp": "::", "HostPort": "8181"},
+    ]
+    # the legacy top-level fields are empty on a user network, as dockerd's; the
+    # top-level key order is Engine API 1.45's (Docker 25+ moved SandboxKey and Ports)
+    assert set(t_set) <= set(o_set), set(t_set) - set(o_set)
+    for k in ("Bridge", "HairpinMode", "LinkLocalIPv6Address", "LinkLocalIPv6PrefixLen",
+              "SecondaryIPAddresses", "SecondaryIPv6Addresses", "EndpointID", "Gateway",
+              "GlobalIPv6Address", "GlobalIPv6PrefixLen", "IPAddress", "IPPrefixLen",
+              "IPv6Gateway", "MacAddress"):  # fmt: skip
+        assert o_set[k] == t_set[k], k
+    # each endpoint: dockerd's values under the same keys, in API 1.45's order
+    for net in names[:2]:
+        o, t = o_set["Networks"][net], t_set["Networks"][net]
+        assert list(o) == ENDPOINT_KEYS_1_45
+        assert set(t) <= set(o)
+        for k in ("NetworkID", "EndpointID"):
+            assert len(o[k]) == len(t[k]) == 64
+        same = ("Links", "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen")
+        if net == names[0]:  # a fixed subnet: same address, gateway, MAC
+            same += ("Gateway", "IPAddress", "IPPrefixLen", "MacAddress", "IPAMConfig")
+            same += ("DriverOpts",)
+        for k in same:
+            assert o[k] == t[k], (net, k, o[k], t[k])
+        # Known differences, all in the containers layer (what a connect request sent is
+        # echoed; API < 1.45 adds the short id to Aliases); see docs/networking.md:
+        # after `connect`, dockerd echoes IPAMConfig {} and DriverOpts {} where skiffd
+        # says null, and API 1.41 lists the short id among Aliases
+        assert (o["IPAMConfig"] or None) == (t["IPAMConfig"] or None)
+        assert (o["DriverOpts"] or None) == (t["DriverOpts"] or None)
+        short = {ours["cid"][:12], theirs["cid"][:12]}
+        assert set(o["Aliases"] or []) - short == set(t["Aliases"] or []) - short

@@ -208,6 +208,8 @@ def register(router: Router, daemon: Daemon) -> None:
                 raise InvalidArgument(f"invalid gateway address {gateway}")
         labels = _str_map(body, "Labels")
         options = _str_map(body, "Options")
+        # IPAM.Options comes back as sent: null when absent (docker-py), {} from the CLI
+        ipam_options = None if ipam.get("Options") is None else _str_map(ipam, "Options")
         net = await svc.call(
             svc.manager.create_network,
             name,
@@ -220,6 +222,7 @@ def register(router: Router, daemon: Daemon) -> None:
             enable_ipv6=False,
             labels=labels,
             options=options,
+            ipam_options=ipam_options,
         )
         daemon.events.emit("network", "create", net.id, {"name": net.name, "type": net.driver})
         return json_response({"Id": net.id, "Warning": ""}, 201)

@@ -205,6 +205,7 @@ class NetworkManager:
         enable_ipv6: bool = False,
         labels: dict[str, str] | None = None,
         options: dict[str, str] | None = None,
+        ipam_options: dict[str, str] | None = None,
     ) -> Network:
         with self._lock:
             if driver != DRIVER_BRIDGE:
@@ -253,6 +254,7 @@ class NetworkManager:
                 enable_ipv6=enable_ipv6,
                 options=opts,
                 labels=dict(labels or {}),
+                ipam_options=None if ipam_options is None else dict(ipam_options),
                 bridge=bridge,
             )
             ipam.reserve_gateway(net)

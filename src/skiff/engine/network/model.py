@@ -48,6 +48,8 @@ class Network:
     default_bridge: bool = False
     options: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    #: IPAM.Options as the create request gave them (dockerd echoes null when absent)
+    ipam_options: dict[str, str] | None = field(default_factory=dict)
     bridge: str = ""  # interface name on the host, bridge driver only
     #: IPAM allocations: address -> endpoint id (the gateway maps to "gateway")
     allocated: dict[str, str] = field(default_factory=dict)

@@ -28,12 +28,15 @@ def network_json(net: Network, endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "EnableIPv6": net.enable_ipv6,
         "IPAM": {
             "Driver": "default",
-            "Options": None if net.default_bridge or net.driver != DRIVER_BRIDGE else {},
+            "Options": (
+                None if net.default_bridge or net.driver != DRIVER_BRIDGE else net.ipam_options
+            ),
+            # libnetwork's IPAMConfig order: Subnet, IPRange (when set), Gateway
             "Config": [
                 {
                     "Subnet": c.subnet,
-                    "Gateway": c.gateway,
                     **({"IPRange": c.ip_range} if c.ip_range else {}),
+                    "Gateway": c.gateway,
                 }
                 for c in net.ipam
             ],
