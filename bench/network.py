@@ -15,6 +15,12 @@ driven by the same docker CLI on the same busybox image, in one run (issue 8).
              output hook), and straight to the container's address (no port
              publishing at all)
 
+  UDP        round trips of a 64-byte datagram (median, microseconds) and the
+             rate of 1 KB datagrams echoed with 64 in flight (MB/s echoed), to
+             a Python echo server in the same container's network namespace,
+             published with `-p 5001/udp`: through 127.0.0.1:PORT (the
+             userland proxy) and straight to the container's address
+
 Each transfer is N MB from a Python client, timed until the sink has read
 everything and closed (the client half-closes and waits for EOF). Every packet
 stays in namespaces this script creates; the daemons, their containers and
@@ -34,9 +40,11 @@ import shutil
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -44,6 +52,18 @@ from daemons import BUSYBOX_TAR, Daemon, dockerd, in_netns, outside, skiffd, unm
 
 CHUNK = 256 * 1024
 SINK_PORT = 5000
+UDP_PORT = 5001
+UDP_ROUNDS = 2000
+UDP_COUNT, UDP_SIZE, UDP_WINDOW = 20000, 1024, 64
+UDP_ECHO = f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+s.bind(("0.0.0.0", {UDP_PORT}))
+while True:
+    data, peer = s.recvfrom(65536)
+    s.sendto(data, peer)
+"""
 OUTSIDE_HOST = "10.98.0.1"
 
 
@@ -65,6 +85,50 @@ def send(addr: tuple[str, int], total: int, timeout: float = 60) -> float:
         if s.recv(1) != b"":
             raise RuntimeError("the sink answered instead of closing")
     return sent / (time.perf_counter() - t0) / 1e6
+
+
+def udp_rtt(addr: tuple[str, int]) -> float:
+    """Median round trip of a 64-byte datagram, microseconds (a lost one is resent)."""
+    times: list[float] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(1)
+        s.connect(addr)
+        for _ in range(20):  # the first datagram opens the proxy's flow
+            s.send(b"w")
+            with contextlib.suppress(TimeoutError):
+                s.recv(2048)
+                break
+        else:
+            raise RuntimeError(f"no UDP echo from {addr}")
+        while len(times) < UDP_ROUNDS:
+            t0 = time.perf_counter()
+            s.send(b"x" * 64)
+            with contextlib.suppress(TimeoutError):
+                s.recv(2048)
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def udp_rate(addr: tuple[str, int]) -> float:
+    """MB/s echoed back of UDP_COUNT datagrams of UDP_SIZE bytes, UDP_WINDOW in flight
+    (a datagram lost is given up after 0.2 s and counts for nothing)."""
+    buf = b"\0" * UDP_SIZE
+    sent = done = echoed = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.settimeout(0.2)
+        s.connect(addr)
+        t0 = time.perf_counter()
+        while done < UDP_COUNT:
+            while sent < UDP_COUNT and sent - done < UDP_WINDOW:
+                s.send(buf)
+                sent += 1
+            try:
+                echoed += len(s.recv(65536))
+                done += 1
+            except TimeoutError:
+                done = sent  # the rest of the window is lost
+        return echoed / (time.perf_counter() - t0) / 1e6
 
 
 def wait_sink(netns: str, addr: tuple[str, int], timeout: float = 30) -> None:
@@ -103,9 +167,10 @@ def start_latency(daemons: list[Daemon], runs: int, warmup: int) -> dict[str, di
 def throughput(d: Daemon, total: int, repeat: int) -> dict[str, float | str]:
     out: dict[str, float | str] = {}
     cid = d.must(
-        "run", "-d", "-p", str(SINK_PORT), "busybox",
+        "run", "-d", "-p", str(SINK_PORT), "-p", f"{UDP_PORT}/udp", "busybox",
         "nc", "-ll", "-p", str(SINK_PORT), "-e", "sh", "-c", "cat >/dev/null",
     ).strip()  # fmt: skip
+    echo: subprocess.Popen[bytes] | None = None
     try:
         ip = d.must("inspect", "-f", "{{.NetworkSettings.IPAddress}}", cid).strip()
         ports = d.must("port", cid, f"{SINK_PORT}/tcp").split()
@@ -133,9 +198,45 @@ def throughput(d: Daemon, total: int, repeat: int) -> dict[str, float | str]:
                 except (OSError, RuntimeError) as exc:
                     out[key] = f"failed: {exc}"
                     print(f"{d.name}: {key}: {exc}", file=sys.stderr)
+        echo, udp = udp_paths(d, cid, ip)
+        for key, fn in udp:
+            try:
+                out[key] = fn()
+            except (OSError, RuntimeError) as exc:
+                out[key] = f"failed: {exc}"
+                print(f"{d.name}: {key}: {exc}", file=sys.stderr)
     finally:
+        if echo is not None:
+            echo.kill()
+            echo.wait()
         d.docker("rm", "-f", cid)
     return out
+
+
+def udp_paths(
+    d: Daemon, cid: str, ip: str
+) -> tuple[subprocess.Popen[bytes], list[tuple[str, Callable[[], float]]]]:
+    """The UDP echo server (in the container's network namespace, by its pid) and the
+    measurements to take against it."""
+    pid = d.must("inspect", "-f", "{{.State.Pid}}", cid).strip()
+    ports = d.must("port", cid, f"{UDP_PORT}/udp").split()
+    tail = ports[0].rsplit(":", 1)[-1] if ports else ""
+    port = int(tail) if tail.isdigit() else 0
+    echo = subprocess.Popen(
+        ["nsenter", "-t", pid, "-n", sys.executable, "-c", UDP_ECHO],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    proxy, direct = ("127.0.0.1", port), (ip, UDP_PORT)
+
+    def run(fn: Callable[[tuple[str, int]], float], addr: tuple[str, int]) -> float:
+        return statistics.median(in_netns(d.netns, functools.partial(fn, addr)) for _ in range(3))
+
+    return echo, [
+        ("udp_proxy_rtt_us", functools.partial(run, udp_rtt, proxy)),
+        ("udp_direct_rtt_us", functools.partial(run, udp_rtt, direct)),
+        ("udp_proxy_mb_s", functools.partial(run, udp_rate, proxy)),
+        ("udp_direct_mb_s", functools.partial(run, udp_rate, direct)),
+    ]
 
 
 def main() -> int:
@@ -196,6 +297,10 @@ def report(results: dict[str, dict[str, float | str]], args: argparse.Namespace)
         ("tcp_dnat_mb_s", f"TCP {OUTSIDE_HOST}:PORT, DNAT MB/s"),
         ("tcp_local_dnat_mb_s", f"TCP {OUTSIDE_HOST}:PORT from the host MB/s"),
         ("tcp_direct_mb_s", "TCP container IP:5000 MB/s"),
+        ("udp_proxy_rtt_us", "UDP 127.0.0.1:PORT, proxy: RTT (us)"),
+        ("udp_direct_rtt_us", "UDP container IP:5001: RTT (us)"),
+        ("udp_proxy_mb_s", "UDP 127.0.0.1:PORT, proxy: MB/s"),
+        ("udp_direct_mb_s", "UDP container IP:5001: MB/s"),
     ]
     for key, label in rows:
         a, b = s.get(key, "-"), k.get(key, "-")
