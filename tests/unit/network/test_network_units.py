@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from skiff.engine.network import dns, errors, etcfiles, ipam, nft, shapes
+from skiff.engine.network import dns, errors, etcfiles, ipam, model, nft, shapes
 from skiff.engine.network.model import Endpoint, Network, PortBinding, mac_for_ip, parse_publish
 from skiff.engine.network.store import NetworkStore
 
@@ -236,3 +236,33 @@ def test_errors_carry_dockers_status() -> None:
     assert errors.NetworkExists("x").http_status == 409
     assert errors.AddressOutsideSubnet("1.2.3.4").http_status == 400
     assert errors.NetworkInUse("n", "i").http_status == 403
+
+
+def test_ipam_json_in_libnetworks_order_and_options_as_given() -> None:
+    net = _net("10.1.0.0/24", "10.1.0.128/25")
+    doc = shapes.network_json(net, [])
+    (cfg,) = doc["IPAM"]["Config"]
+    assert list(cfg.items()) == [
+        ("Subnet", "10.1.0.0/24"),
+        ("IPRange", "10.1.0.128/25"),
+        ("Gateway", "10.1.0.1"),
+    ]
+    assert doc["IPAM"]["Options"] == {}  # a record from before ipam_options: the CLI's {}
+    net.ipam_options = None
+    assert shapes.network_json(net, [])["IPAM"]["Options"] is None
+    # a network read back from network.json keeps it
+    again = Network.from_json(model.to_json(net))
+    assert again.ipam_options is None
+
+
+def test_ipv6_port_errors_in_gos_words() -> None:
+    e = errors.ProxyBindFailed("web", "e" * 64, "udp", "::", 8181)
+    assert str(e).endswith("Error starting userland proxy: listen udp6 [::]:8181: bind: "
+                           "address already in use")  # fmt: skip
+    assert "listen tcp4 127.0.0.1:80:" in str(
+        errors.ProxyBindFailed("w", "e", "tcp", "127.0.0.1", 80)
+    )
+    assert parse_publish("[::1]:8184:83") == [
+        PortBinding(container_port=83, host_ip="::1", host_port=8184)
+    ]
+    assert PortBinding(container_port=1, host_ip="::").bind_ip == "::"
