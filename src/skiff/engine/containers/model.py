@@ -62,6 +62,8 @@ class Container:
         self.host = host
         self.dir = directory
         self.manually_stopped = bool(data.get("HasBeenManuallyStopped"))
+        # what hostconfig.json holds, so a save that changed only the state skips its fsync
+        self._host_written: bytes | None = None
 
     # -- identity -----------------------------------------------------------
 
@@ -123,7 +125,10 @@ class Container:
     def save(self) -> None:
         self.data["HasBeenManuallyStopped"] = self.manually_stopped
         write_atomic(os.path.join(self.dir, "config.v2.json"), json.dumps(self.data).encode())
-        write_atomic(os.path.join(self.dir, "hostconfig.json"), json.dumps(self.host).encode())
+        host = json.dumps(self.host).encode()
+        if host != self._host_written:
+            write_atomic(os.path.join(self.dir, "hostconfig.json"), host)
+            self._host_written = host
 
     @classmethod
     def load(cls, directory: str) -> Container:
@@ -134,7 +139,9 @@ class Container:
                 host = json.load(f)
         except FileNotFoundError:
             host = {}
-        return cls(data, host, directory)
+        c = cls(data, host, directory)
+        c._host_written = json.dumps(host).encode() if host else None
+        return c
 
 
 def new_state() -> dict[str, Any]:

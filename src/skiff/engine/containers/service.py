@@ -83,6 +83,9 @@ class ContainerService:
         self._events_task: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._handling_exit: set[str] = set()
+        # containers known to have no task in the supervisor (deleted by us, or never made),
+        # which saves a start or a remove the round trip that would only confirm it
+        self._no_task: set[str] = set()
         # set once every container has been found again: the API answers after that
         self.restored = asyncio.Event()
         os.makedirs(self.root, 0o700, exist_ok=True)
@@ -219,8 +222,7 @@ class ContainerService:
             await self.sup().create_container(
                 cid, image.name, {"ociVersion": "1.0.2"}, {"com.docker/engine.bundle.path": ""}
             )
-            await self.sup().prepare_snapshot(cid, image.chain_id)
-            upper = rootfs_mod.upper_dir(await self.sup().snapshot_mounts(cid))
+            upper = rootfs_mod.upper_dir(await self.sup().prepare_snapshot(cid, image.chain_id))
             c.data["SkiffUpperDir"] = upper
             c.data["GraphDriver"]["Data"] = {"UpperDir": upper}
             await self._fill_volumes(c)
@@ -236,6 +238,7 @@ class ContainerService:
             shutil.rmtree(directory, ignore_errors=True)
             raise
         self.containers[cid] = c
+        self._no_task.add(cid)
         self.events.emit("container", "create", cid, self.attrs(c))
         return c, warnings
 
@@ -1062,10 +1065,11 @@ class ContainerService:
         sup = self.sup()
         cid = c.id
         # a stopped task left over (exit handled while we were down, or a failed start)
-        state = await sup.task_state(cid)
-        if state is not None:
-            with contextlib.suppress(SkiffError):
-                await sup.delete_task(cid)
+        if cid not in self._no_task:
+            state = await sup.task_state(cid)
+            if state is not None:
+                with contextlib.suppress(SkiffError):
+                    await sup.delete_task(cid)
         try:
             spec = await self._spec(c)
             await sup.update_spec(cid, spec)
@@ -1080,6 +1084,7 @@ class ContainerService:
             try:
                 for attempt in range(10):
                     try:
+                        self._no_task.discard(cid)
                         pid = await sup.create_task(
                             cid, mounts, io.stdin_path, io.stdout_path, io.stderr_path, tty
                         )
@@ -1295,6 +1300,7 @@ class ContainerService:
                 lg.close()
             with contextlib.suppress(SkiffError):
                 code2, at2 = await self.sup().delete_task(cid)
+                self._no_task.add(cid)
                 if not code and code2:
                     code = code2
                 at = at or at2
@@ -1508,8 +1514,10 @@ class ContainerService:
             c.transition(Status.EXITED)
         c.transition(Status.REMOVING)
         sup = self.sup()
-        with contextlib.suppress(SkiffError):
-            await sup.delete_task(c.id)
+        if c.id not in self._no_task:
+            with contextlib.suppress(SkiffError):
+                await sup.delete_task(c.id)
+        self._no_task.discard(c.id)
         await self._release_networks(c)
         with contextlib.suppress(NotFound):
             await sup.delete_container(c.id)
