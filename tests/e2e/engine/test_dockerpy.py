@@ -160,3 +160,24 @@ def test_restart_policy_and_errors(client: docker.DockerClient) -> None:
         client.containers.get("no-such-container-here")
     with pytest.raises(docker.errors.ImageNotFound):
         client.containers.create("no-such-image-here:1", ["true"])
+
+
+def test_tty_container_starts_with_its_console_size(client: docker.DockerClient) -> None:
+    # HostConfig.ConsoleSize (API 1.42+; `docker run -it` sends it) is the terminal's size
+    # from the first instruction: no client attaches here, so no resize ever comes
+    n = name()
+    api = client.api
+    body = {
+        "Image": "busybox",
+        "Cmd": ["stty", "size"],
+        "Tty": True,
+        "HostConfig": {"ConsoleSize": [30, 100]},
+    }
+    res = api._post_json(api._url("/containers/create"), data=body, params={"name": n})
+    cid = api._result(res, json=True)["Id"]
+    try:
+        api.start(cid)
+        assert api.wait(cid, timeout=30)["StatusCode"] == 0
+        assert api.logs(cid).replace(b"\r", b"") == b"30 100\n"
+    finally:
+        api.remove_container(cid, force=True)

@@ -188,6 +188,11 @@ def build_spec(
     }
     if additional_gids:
         process["user"]["additionalGids"] = additional_gids
+    size = host.get("ConsoleSize") or [0, 0]
+    if tty and len(size) == 2 and size[0] and size[1]:
+        # the client's terminal size from the start: a program that reads it at once
+        # (stty size, a shell's prompt) does not see 0x0 before the first resize
+        process["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
     rlimits = []
     for u in host.get("Ulimits") or []:
         name = str(u.get("Name", "")).lower()
