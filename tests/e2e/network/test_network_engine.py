@@ -384,7 +384,9 @@ def test_restart_keeps_ports_and_releases_the_dead(own_net_engine: NetEngine) ->
     time.sleep(0.5)
     eng.restart_skiffd(kill=True)
     assert tcp(eng, 18300) == "pong"
+    assert tcp(eng, 18300, "::1") == "pong"  # the [::] listener is restored too
     assert tcp(eng, 18301, wait=0.5) is None
+    assert tcp(eng, 18301, "::1", wait=0.5) is None
     state = inspect(eng, dead)["State"]
     assert not state["Running"]
     assert inspect(eng, dead)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"] == ""
