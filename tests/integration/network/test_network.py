@@ -396,3 +396,22 @@ def test_bind_mounted_namespace_and_dns_over_tcp(host: Host, tmp_path: Path) -> 
     finally:
         remove_netns(path)
     assert not os.path.exists(path)
+
+
+def test_no_ipv6_listener_where_the_namespace_has_no_ipv6(host: Host) -> None:
+    """As dockerd (libnetwork's IsV6Listenable): no ::1, no [::] binding."""
+    with open("/proc/sys/net/ipv6/conf/lo/disable_ipv6", "w") as f:
+        f.write("1")  # the test namespace's own lo: ::1 goes
+    mgr = host.manager()
+    c = host.container()
+    ep = mgr.attach(c.id, "bridge", c.netns, name="v4only", ports=parse_publish("18400:80"))
+    assert [(p.bind_ip, p.host_port) for p in ep.ports] == [("0.0.0.0", 18400)]
+    assert mgr.network_settings(c.id)["Ports"]["80/tcp"] == [
+        {"HostIp": "0.0.0.0", "HostPort": "18400"}
+    ]
+    server = c.serve_echo("tcp", 80)
+    try:
+        reply = tcp_exchange(socket.create_connection(("127.0.0.1", 18400), 2), b"4")
+        assert reply.endswith(b" 4")
+    finally:
+        server.close()
