@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from netlib_helpers import BUSYBOX, Container, Host, tcp_exchange, udp_exchange
 
-from skiff.engine.network import dns, errors, nft, parse_publish
+from skiff.engine.network import PortBinding, dns, errors, nft, parse_publish
 
 
 def _query(c: Container, name: str, qtype: int = dns.TYPE_A) -> tuple[int, list[str]]:
@@ -415,3 +415,27 @@ def test_no_ipv6_listener_where_the_namespace_has_no_ipv6(host: Host) -> None:
         assert reply.endswith(b" 4")
     finally:
         server.close()
+
+
+def test_explicit_wildcards_bind_one_family(host: Host) -> None:
+    """dockerd: `-p 0.0.0.0:P:80` is IPv4 only, `-p [::]:P:80` IPv6 only; only a
+    binding without a host address gets both."""
+    mgr = host.manager()
+    c = host.container()
+    ports = [
+        PortBinding(container_port=80, host_ip="0.0.0.0", host_port=18410),
+        PortBinding(container_port=80, host_ip="::", host_port=18411),
+    ]
+    ep = mgr.attach(c.id, "bridge", c.netns, name="wild", ports=ports)
+    assert [(p.bind_ip, p.host_port) for p in ep.ports] == [("0.0.0.0", 18410), ("::", 18411)]
+    server = c.serve_echo("tcp", 80)
+    try:
+        assert tcp_exchange(socket.create_connection(("127.0.0.1", 18410), 2), b"a").endswith(b"a")
+        assert tcp_exchange(socket.create_connection(("::1", 18411), 2), b"b").endswith(b"b")
+        for addr in (("::1", 18410), ("127.0.0.1", 18411)):
+            with pytest.raises(OSError):
+                socket.create_connection(addr, 1)
+    finally:
+        server.close()
+    rules = nft.list_table()
+    assert "dport 18410" in rules and "dport 18411" not in rules
