@@ -250,7 +250,10 @@ def raw_scenario(api: Any, a: str, b: str, ctr: str) -> dict[str, Any]:
     dockerd 20.10 speaks); the JSON as each daemon sent it (json keeps the key order)."""
     try:
         created = api.create_network(
-            a, driver="bridge", labels={"k": "v"},
+            # maps out of order: Go writes them sorted
+            a, driver="bridge", labels={"k": "v", "b": "", "a": "1"},
+            options={"com.docker.network.driver.mtu": "1400",
+                     "com.docker.network.bridge.enable_icc": "true"},
             ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
                 subnet="10.82.0.0/24", iprange="10.82.0.128/25", gateway="10.82.0.254")]),
         )  # fmt: skip

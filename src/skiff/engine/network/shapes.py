@@ -9,9 +9,14 @@ from typing import Any
 from skiff.engine.network.model import DRIVER_BRIDGE, Endpoint, Network
 
 
+def _sorted(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A map in Go's JSON order: encoding/json writes map keys sorted."""
+    return None if m is None else dict(sorted(m.items()))
+
+
 def network_json(net: Network, endpoints: Iterable[Endpoint]) -> dict[str, Any]:
     containers: dict[str, Any] = {}
-    for ep in endpoints:
+    for ep in sorted(endpoints, key=lambda e: e.container_id):
         containers[ep.container_id] = {
             "Name": ep.container_name,
             "EndpointID": ep.id,
@@ -29,7 +34,9 @@ def network_json(net: Network, endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "IPAM": {
             "Driver": "default",
             "Options": (
-                None if net.default_bridge or net.driver != DRIVER_BRIDGE else net.ipam_options
+                None
+                if net.default_bridge or net.driver != DRIVER_BRIDGE
+                else _sorted(net.ipam_options)
             ),
             # libnetwork's IPAMConfig order: Subnet, IPRange (when set), Gateway
             "Config": [
@@ -47,8 +54,8 @@ def network_json(net: Network, endpoints: Iterable[Endpoint]) -> dict[str, Any]:
         "ConfigFrom": {"Network": ""},
         "ConfigOnly": False,
         "Containers": containers,
-        "Options": dict(net.options),
-        "Labels": dict(net.labels),
+        "Options": _sorted(net.options),
+        "Labels": _sorted(net.labels),
     }
 
 
@@ -82,4 +89,4 @@ def ports_json(endpoints: Iterable[Endpoint]) -> dict[str, list[dict[str, str]] 
             out.setdefault(f"{p.container_port}/{p.proto}", []).append(  # type: ignore[union-attr]
                 {"HostIp": p.bind_ip, "HostPort": str(p.host_port)}
             )
-    return out
+    return dict(sorted(out.items()))  # a Go map: keys sorted as strings
