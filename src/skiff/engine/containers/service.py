@@ -1594,7 +1594,15 @@ class ContainerService:
             "PidsLimit",
             "BlkioWeight",
         )
-        changed = {k: body[k] for k in keys if k in body and body[k] not in (None, "")}
+        # the docker CLI sends every field, unset ones as 0: as dockerd, 0 leaves a value
+        # alone (PidsLimit excepted, whose 0 or -1 means unlimited, and which the CLI
+        # only sends when given)
+        changed = {
+            k: body[k]
+            for k in keys
+            if body.get(k) not in (None, "") and (k == "PidsLimit" or body[k] != 0)
+        }
+        check_update(c, changed, body)
         if body.get("RestartPolicy"):
             rp = body["RestartPolicy"]
             if (rp.get("Name") or "no") not in RESTART_POLICIES:
@@ -1607,9 +1615,19 @@ class ContainerService:
                 "Name": rp.get("Name") or "no",
                 "MaximumRetryCount": int(rp.get("MaximumRetryCount") or 0),
             }
+        before = dict(c.host)
         c.host.update(changed)
         if changed and c.running:
-            await self.sup().update_resources(c.id, resources(c.host))
+            try:
+                await self.sup().update_resources(c.id, resources(c.host))
+            except SkiffError as e:
+                # what the runtime refused is not kept, or every later update would fail
+                # on it; the runtime may have applied part of it, so the old values go back
+                c.host.clear()
+                c.host.update(before)
+                with contextlib.suppress(SkiffError):
+                    await self.sup().update_resources(c.id, resources(c.host))
+                raise type(e)(f"Cannot update container {c.id}: {e}") from e
         c.save()
         self.events.emit("container", "update", c.id, self.attrs(c))
         return []
@@ -1839,6 +1857,50 @@ def validate_types(config: dict[str, Any], host: dict[str, Any]) -> None:
     for f in ("Mounts", "Ulimits"):
         if host.get(f) is not None and not isinstance(host[f], list):
             raise _type_error("ContainerConfigWrapper.HostConfig", f, "array", host[f])
+
+
+def check_update(c: Container, changed: dict[str, Any], body: dict[str, Any]) -> None:
+    """Refuse an update as dockerd does before it reaches the runtime."""
+    mib6 = 6 * 1024 * 1024
+    mem = int(changed.get("Memory") or 0)
+    if mem and mem < mib6:
+        raise InvalidArgument("Minimum memory limit allowed is 6MB")
+    if body.get("KernelMemory") and int(body["KernelMemory"]) < mib6:
+        raise InvalidArgument("Minimum kernel memory limit allowed is 6MB")
+    swap = int(changed.get("MemorySwap") or 0)
+    if swap > 0 and swap < (mem or int(c.host.get("Memory") or 0)):
+        raise InvalidArgument(
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        )
+    old_swap = int(c.host.get("MemorySwap") or 0)
+    if mem and not swap and old_swap > 0 and mem > old_swap:
+        raise InvalidArgument(
+            f"Cannot update container {c.id}: Memory limit should be smaller than already "
+            "set memoryswap limit, update the memoryswap at the same time"
+        )
+    if changed.get("NanoCpus"):
+        ncpu = os.cpu_count() or 1
+        nano = int(changed["NanoCpus"])
+        if nano < 0 or nano > ncpu * 1_000_000_000:
+            raise InvalidArgument(
+                f"Range of CPUs is from 0.01 to {ncpu}.00, as there are only {ncpu} CPUs available"
+            )
+        if c.host.get("CpuPeriod") or changed.get("CpuPeriod"):
+            raise InvalidArgument(
+                f"Cannot update container {c.id}: Conflicting options: Nano CPUs cannot be "
+                "updated as CPU Period has already been set"
+            )
+        if c.host.get("CpuQuota") or changed.get("CpuQuota"):
+            raise InvalidArgument(
+                f"Cannot update container {c.id}: Conflicting options: Nano CPUs cannot be "
+                "updated as CPU Quota has already been set"
+            )
+    if (changed.get("CpuPeriod") or changed.get("CpuQuota")) and c.host.get("NanoCpus"):
+        what = "Period" if changed.get("CpuPeriod") else "Quota"
+        raise InvalidArgument(
+            f"Cannot update container {c.id}: Conflicting options: CPU {what} cannot be "
+            "updated as NanoCPUs has already been set"
+        )
 
 
 def validate_host_config(host: dict[str, Any]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -232,6 +233,30 @@ def matches(c: Container, filters: dict[str, set[str]], by_ref: Any) -> bool:
         else:
             raise InvalidArgument(f"invalid filter '{key}'")
     return True
+
+
+def list_containers(
+    containers: Iterable[Container],
+    filters: dict[str, set[str]],
+    by_ref: Any,
+    all_: bool = False,
+    limit: int = -1,
+) -> list[Container]:
+    """The containers `GET /containers/json` shows, newest first. As dockerd's list:
+    a limit counts the most recently created containers, stopped ones included
+    (`docker ps -l`, `-n N`); otherwise only running ones unless `all` or a status
+    or exited filter asks for others."""
+    every = all_ or limit > 0 or "status" in filters or "exited" in filters
+    out = []
+    for c in sorted(containers, key=created_sort_key, reverse=True):
+        if not (every or c.running or c.status == Status.RESTARTING):
+            continue
+        if not matches(c, filters, by_ref):
+            continue
+        out.append(c)
+        if limit > 0 and len(out) == limit:
+            break
+    return out
 
 
 def created_sort_key(c: Container) -> float:

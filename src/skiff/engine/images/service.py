@@ -572,23 +572,27 @@ class ImageService:
         short = view.id[7:19]
         users = self._users_of(view.id)
         out: list[dict[str, str]] = []
+        # as dockerd: the last tag of an image a container uses (other names being at
+        # most digests of the same repository) goes only with force
+        if name is not None and users and not force and single_reference(view.named):
+            raise Conflict(
+                f'conflict: unable to remove repository reference "{name_or_id}" (must force) '
+                f"- container {users[0][0][:12]} is using its referenced image {short}"
+            )
         if name is not None and len(view.named) > 1:
             s.delete_image(name)
             fam = parse_reference(name).familiar()
             self.daemon.events.emit("image", "untag", view.id, {"name": fam})
             return [{"Untagged": fam}]
-        if name is not None and users and not force:
-            raise Conflict(
-                f'conflict: unable to remove repository reference "{name_or_id}" (must force) '
-                f"- container {users[0][0][:12]} is using its referenced image {short}"
-            )
         if name is None and len(view.named) > 1 and not force:
             raise Conflict(
                 f"conflict: unable to delete {short} (must be forced) - image is referenced "
                 "in multiple repositories"
             )
         running = [c for c, up in users if up]
-        if running:
+        # a forced untag by name leaves the image of a running container nameless,
+        # as dockerd does; only its removal by ID is refused
+        if running and name is None:
             raise Conflict(
                 f"conflict: unable to delete {short} (cannot be forced) - image is being used "
                 f"by running container {running[0][:12]}"
@@ -637,6 +641,7 @@ class ImageService:
         reclaimed = 0
         async with self._mutate:
             views = await self.views()
+            gone: set[str] = set()
             for v in views:
                 if dangling_only and not v.dangling:
                     continue
@@ -655,9 +660,10 @@ class ImageService:
                     continue
                 try:
                     deleted.extend(await asyncio.to_thread(self._delete, v.id, True))
-                    reclaimed += v.size
+                    gone.add(v.id)
                 except SkiffError as e:
                     log.warning("prune: %s: %s", v.id, e)
+            reclaimed = freed_space([v for v in views if v.id in gone], views)
         self.daemon.events.emit("image", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
@@ -1195,6 +1201,37 @@ class PullPlan:
     manifest_desc: Descriptor
     manifest: Manifest
     platform: Platform
+
+
+def single_reference(names: Sequence[str]) -> bool:
+    """dockerd's test of an image's names being "one reference": all of one
+    repository, with at most one tag (the others digests)."""
+    refs = [parse_reference(n) for n in names]
+    if len(refs) <= 1:
+        return len(refs) == 1
+    tags = [r for r in refs if r.digest is None]
+    return len(tags) <= 1 and len({r.name for r in refs}) == 1
+
+
+def _chain_sizes(view: ImageView) -> dict[str, int]:
+    diff_ids = [Digest(d) for d in (view.config.get("rootfs") or {}).get("diff_ids") or []]
+    return {str(c): size for c, size in zip(chain_ids(diff_ids), view.layer_sizes, strict=False)}
+
+
+def freed_space(removed: Sequence[ImageView], before: Sequence[ImageView]) -> int:
+    """The bytes that removing `removed` freed, as dockerd counts a prune: the layers
+    no remaining image still holds (a base layer shared with a kept image frees nothing)."""
+    ids = {v.id for v in removed}
+    kept: set[str] = set()
+    for v in before:
+        if v.id not in ids:
+            kept.update(_chain_sizes(v))
+    freed: dict[str, int] = {}
+    for v in removed:
+        for chain, size in _chain_sizes(v).items():
+            if chain not in kept:
+                freed[chain] = size
+    return sum(freed.values())
 
 
 def _invalid_reference(e: Exception) -> str:
