@@ -4,22 +4,20 @@ skiffd and skiff-ctr use to drive skiff-containerd (or Debian's containerd).
     Client            one method per API call, dataclasses in and out
     images            pull / push / import / export / unpack, done client-side
     containers        ctr-style spec generation, containers, tasks and FIFO stdio
+    lean              skiff-ctr run's calls without grpcio or the generated modules
     content           the content service as skiff.image's content-store duck type
 
 It speaks only the wire API (skiff.api); nothing here imports the
 supervisor's server code.
 """
 
-from skiff.containerd.client.core import (
+from typing import TYPE_CHECKING, Any
+
+from skiff.containerd.client.types import (
     DEFAULT_ADDRESS,
     DEFAULT_NAMESPACE,
     DEFAULT_RUNTIME,
     DEFAULT_SNAPSHOTTER,
-    Client,
-    EventStream,
-    WaitFuture,
-)
-from skiff.containerd.client.types import (
     Container,
     ContentInfo,
     Envelope,
@@ -41,6 +39,22 @@ from skiff.containerd.client.types import (
     Usage,
     Version,
 )
+
+if TYPE_CHECKING:
+    from skiff.containerd.client.core import Client, EventStream, WaitFuture
+
+_CORE = ("Client", "EventStream", "WaitFuture")
+
+
+def __getattr__(name: str) -> Any:
+    # core imports grpcio and every generated module (150+ ms): only on first use,
+    # so skiff-ctr run can take the lean client from this package without them
+    if name in _CORE:
+        from skiff.containerd.client import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ADDRESS",

@@ -16,17 +16,15 @@ import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from skiff.containerd.client.core import (
-    DEFAULT_RUNTIME,
-    DEFAULT_SNAPSHOTTER,
-    Client,
-)
 from skiff.containerd.client.images import ResolvedImage, get_image, unpack
-from skiff.containerd.client.types import Container
+from skiff.containerd.client.types import DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, Container
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from skiff.oci.runtime_spec import default_spec
+
+if TYPE_CHECKING:  # not at run time: skiff-ctr run drives these with the lean client
+    from skiff.containerd.client.core import Client
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

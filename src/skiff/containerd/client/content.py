@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from skiff.api.gen.containerd.services.content.v1 import content_pb2
-from skiff.containerd.client.core import Client
 from skiff.containerd.client.types import ContentInfo
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from skiff.oci.digest import Digest
+
+if TYPE_CHECKING:  # not at run time: skiff-ctr run reads content with the lean client
+    from skiff.containerd.client.core import Client
+
+
+def _pb() -> Any:
+    """The generated content messages, imported only by a writer (reads need none)."""
+    from skiff.api.gen.containerd.services.content.v1 import content_pb2
+
+    return content_pb2
+
 
 _CHUNK = 1 << 20  # one WRITE per MiB keeps well under gRPC's message limit
 
@@ -56,8 +65,8 @@ class RemoteWriter:
         self._stream = client.open_write_stream()
         try:
             r = self._stream.call(
-                content_pb2.WriteContentRequest(
-                    action=content_pb2.STAT,
+                _pb().WriteContentRequest(
+                    action=_pb().STAT,
                     ref=ref,
                     total=total,
                     expected=str(expected or ""),
@@ -79,8 +88,8 @@ class RemoteWriter:
         for start in range(0, len(view), _CHUNK):
             chunk = bytes(view[start : start + _CHUNK])
             r = self._stream.call(
-                content_pb2.WriteContentRequest(
-                    action=content_pb2.WRITE, ref=self.ref, offset=self.offset, data=chunk
+                _pb().WriteContentRequest(
+                    action=_pb().WRITE, ref=self.ref, offset=self.offset, data=chunk
                 )
             )
             if int(r.offset) != self.offset + len(chunk):
@@ -94,9 +103,7 @@ class RemoteWriter:
         # the service truncates when a write names offset 0 while the ingest has bytes
         if size != 0:
             raise InvalidArgument("the content service truncates only to 0")
-        r = self._stream.call(
-            content_pb2.WriteContentRequest(action=content_pb2.WRITE, ref=self.ref, offset=0)
-        )
+        r = self._stream.call(_pb().WriteContentRequest(action=_pb().WRITE, ref=self.ref, offset=0))
         self.offset = int(r.offset)
 
     def commit(
@@ -107,8 +114,8 @@ class RemoteWriter:
     ) -> Digest:
         exp = str(expected or self.expected or "")
         r = self._stream.call(
-            content_pb2.WriteContentRequest(
-                action=content_pb2.COMMIT,
+            _pb().WriteContentRequest(
+                action=_pb().COMMIT,
                 ref=self.ref,
                 offset=self.offset,
                 total=size or self.total,

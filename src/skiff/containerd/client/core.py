@@ -32,6 +32,10 @@ from skiff.containerd.client import _grpc
 from skiff.containerd.client._grpc import LEASE_HEADER, NAMESPACE_HEADER, BidiStream, mapped
 from skiff.containerd.client.events import decode_envelope
 from skiff.containerd.client.types import (
+    DEFAULT_ADDRESS,
+    DEFAULT_NAMESPACE,
+    DEFAULT_RUNTIME,
+    SPEC_TYPE_URL,
     Container,
     ContentInfo,
     Envelope,
@@ -53,14 +57,12 @@ from skiff.containerd.client.types import (
     Usage,
     Version,
 )
+from skiff.containerd.client.types import (
+    DEFAULT_SNAPSHOTTER as DEFAULT_SNAPSHOTTER,  # re-exported, as before
+)
 from skiff.oci.digest import Digest
 from skiff.oci.image import Descriptor
 
-DEFAULT_ADDRESS = "/run/skiff/containerd/containerd.sock"
-DEFAULT_NAMESPACE = "default"
-DEFAULT_SNAPSHOTTER = "overlayfs"
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
-SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Process"
 
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from skiff.containerd.client.content import RemoteContentStore
-from skiff.containerd.client.core import DEFAULT_SNAPSHOTTER, Client
+from skiff.containerd.client.types import DEFAULT_SNAPSHOTTER
 from skiff.errors import AlreadyExists, FailedPrecondition, NotFound
 from skiff.oci import mediatypes as mt
 from skiff.oci import platform as plat
@@ -25,6 +25,9 @@ from skiff.oci.digest import Digest
 from skiff.oci.image import Descriptor, Index, Manifest, chain_ids
 from skiff.oci.image import Image as ImageConfig
 from skiff.oci.platform import Platform
+
+if TYPE_CHECKING:  # not at run time: skiff-ctr run drives these with the lean client
+    from skiff.containerd.client.core import Client
 
 GC_EXPIRE = "containerd.io/gc.expire"
 GC_REF_CONTENT = "containerd.io/gc.ref.content"

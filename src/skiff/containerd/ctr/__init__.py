@@ -16,6 +16,9 @@ DEFAULT_ADDRESS = "/run/skiff/containerd/containerd.sock"
 
 Handler = Callable[[Any, argparse.Namespace], int | None]
 
+# commands driven by skiff.containerd.client.lean (a core.Client for anything it lacks)
+LEAN = frozenset({("_containers", "run")})
+
 
 def _handler(module: str, name: str) -> Callable[[argparse.Namespace], int | None]:
     """Resolve the command's function only when it runs (keeps start-up lean)."""
@@ -23,11 +26,18 @@ def _handler(module: str, name: str) -> Callable[[argparse.Namespace], int | Non
     def run(args: argparse.Namespace) -> int | None:
         import importlib
 
-        from skiff.containerd.client import Client
+        client: Any
+        if (module, name) in LEAN:
+            # no grpcio and no generated modules: they are most of a short run's time
+            from skiff.containerd.client.lean import LeanClient
 
+            client = LeanClient(args.address, args.namespace, timeout=args.timeout or None)
+        else:
+            from skiff.containerd.client import Client
+
+            client = Client(args.address, args.namespace, timeout=args.timeout or None)
         mod = importlib.import_module(f"skiff.containerd.ctr.{module}")
         fn: Handler = getattr(mod, name)
-        client = Client(args.address, args.namespace, timeout=args.timeout or None)
         try:
             return fn(client, args)
         finally:

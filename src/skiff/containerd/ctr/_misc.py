@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from skiff.containerd.client import Client
-from skiff.containerd.client.core import DEFAULT_SNAPSHOTTER
+from skiff.containerd.client.types import DEFAULT_SNAPSHOTTER
 from skiff.containerd.ctr._format import (
     go_time,
     human_duration,
@@ -18,6 +18,9 @@ from skiff.containerd.ctr._format import (
     table,
 )
 from skiff.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from skiff.containerd.client import Client
 
 
 def parse_labels(items: Sequence[str]) -> dict[str, str]:
