@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 LEAN = {
@@ -20,18 +21,34 @@ LEAN = {
     "containerd-shim-skiff-v1": "skiff.shim.main",
 }
 
+# Lean too, but they need the virtualenv's packages (skiff-ctr: grpcio for the
+# commands other than run, hpack's huffman table): its site-packages goes on
+# sys.path by hand, which still skips site's .pth files and the editable hook.
+LEAN_WITH_PACKAGES = {
+    "skiff-ctr": "skiff.containerd.ctr",
+}
+
 
 def main() -> int:
     repo = Path(__file__).resolve().parents[1]
     bindir = Path(sys.executable).parent
     python = bindir / "python3"
-    for name, module in LEAN.items():
+    packages = sysconfig.get_paths()["purelib"]
+    platlib = sysconfig.get_paths()["platlib"]
+    launchers = [(n, m, False) for n, m in LEAN.items()]
+    launchers += [(n, m, True) for n, m in LEAN_WITH_PACKAGES.items()]
+    for name, module, with_packages in launchers:
         target = bindir / name
+        extra = ""
+        if with_packages:
+            extra = "".join(f"sys.path.append({p!r})\n" for p in dict.fromkeys([packages, platlib]))
         text = (
             f"#!{python} -IS\n"
-            "# a lean launcher written by tools/launchers.py: no site, stdlib only\n"
+            "# a lean launcher written by tools/launchers.py: no site"
+            f"{', site-packages by hand' if with_packages else ', stdlib only'}\n"
             "import sys\n"
             f"sys.path.insert(0, {str(repo / 'src')!r})\n"
+            f"{extra}"
             f"from {module} import main\n"
             "code = main()\n"
             "try:\n"

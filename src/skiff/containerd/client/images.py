@@ -8,7 +8,7 @@ containerd's gc.ref labels so the finished image keeps its children alive.
 
 from __future__ import annotations
 
-import secrets
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,7 +57,7 @@ class ResolvedImage:
 def temporary_lease(client: Client, hours: int = 24) -> Iterator[Client]:
     """A view of `client` under a fresh lease that expires by itself should we die."""
     expire = (datetime.now(UTC) + timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    lease = client.create_lease(f"skiff-ctr-{secrets.token_hex(8)}", {GC_EXPIRE: expire})
+    lease = client.create_lease(f"skiff-ctr-{os.urandom(8).hex()}", {GC_EXPIRE: expire})
     try:
         yield client.with_lease(lease.id)
     finally:
@@ -140,7 +140,7 @@ def unpack(client: Client, image: ResolvedImage, snapshotter: str = DEFAULT_SNAP
         except NotFound:
             pass
         parent = chain[i - 1] if i else ""
-        key = f"extract-{secrets.token_hex(6)} {chain[i]}"
+        key = f"extract-{os.urandom(6).hex()} {chain[i]}"
         mounts = client.prepare_snapshot(snapshotter, key, parent, {SNAPSHOT_REF: chain[i]})
         try:
             applied = client.apply_diff(layer, mounts)
