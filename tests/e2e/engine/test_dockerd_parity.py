@@ -287,3 +287,54 @@ def test_image_prune_counts_only_freed_layers(daemon: Docker) -> None:
         assert 300_000 <= space < 700_000, out
     finally:
         daemon.docker("rmi", "-f", iid, check=False)
+
+
+# -- 5. rename conflicts, inspect's defaults ------------------------------------------
+
+
+def test_rename_errors_say_where_they_failed(daemon: Docker) -> None:
+    a, b = "p5ren" + uid(), "p5ren" + uid()
+    try:
+        daemon.docker("create", "--name", a, "busybox", "true")
+        bid = daemon.docker("create", "--name", b, "busybox", "true").stdout.strip()
+        res = daemon.docker("rename", a, b, check=False)
+        assert res.returncode == 1 and res.stderr.splitlines()[0] == (
+            f"Error response from daemon: Error when allocating new name: Conflict. The container "
+            f'name "/{b}" is already in use by container "{bid}". You have to remove (or rename) '
+            "that container to be able to reuse that name."
+        ), res
+        res = daemon.docker("rename", a, "bad name", check=False)
+        assert res.returncode == 1 and res.stderr.splitlines()[0] == (
+            "Error response from daemon: Error when allocating new name: Invalid container name "
+            "(/bad name), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        ), res
+        res = daemon.docker("rename", a, a, check=False)
+        assert res.returncode == 1 and res.stderr.splitlines()[0] == (
+            "Error response from daemon: Renaming a container with the same name as its "
+            "current name"
+        ), res
+    finally:
+        daemon.docker("rm", "-f", a, b, check=False)
+
+
+def test_inspect_fills_hostconfig_defaults(daemon: Docker) -> None:
+    n = "p5ins" + uid()
+    try:
+        daemon.docker("create", "--name", n, "busybox", "true")
+        info = daemon.inspect(n)
+        host = info["HostConfig"]
+        assert host["CgroupnsMode"] in ("host", "private") and host["IpcMode"] == "private"
+        assert host["PidsLimit"] is None
+        assert "/proc/kcore" in host["MaskedPaths"] and "/proc/sys" in host["ReadonlyPaths"]
+        for key in ("Init", "Mounts", "Tmpfs"):
+            assert key not in host, key
+        assert info["Config"]["Volumes"] is None
+        daemon.docker("rm", n)
+        daemon.docker(
+            "create", "--name", n, "--privileged", "--pids-limit", "-1", "busybox", "true"
+        )
+        host = daemon.inspect(n)["HostConfig"]
+        assert host["MaskedPaths"] is None and host["ReadonlyPaths"] is None
+        assert host["PidsLimit"] is None
+    finally:
+        daemon.docker("rm", "-f", n, check=False)

@@ -1558,14 +1558,18 @@ class ContainerService:
         c = self.get(ref)
         if not new:
             raise InvalidArgument("Neither old nor new names may be empty")
-        full = check_name(new)
+        # dockerd checks the new name with its slash, and says where it failed
+        try:
+            full = check_name("/" + new.lstrip("/"))
+        except InvalidArgument as e:
+            raise InvalidArgument(f"Error when allocating new name: {e}")
         if full == c.name:
             raise InvalidArgument("Renaming a container with the same name as its current name")
         if full in self.names:
             raise Conflict(
-                f'Conflict. The container name "{full}" is already in use by container '
-                f'"{self.names[full]}". You have to remove (or rename) that container to be '
-                "able to reuse that name."
+                f'Error when allocating new name: Conflict. The container name "{full}" is '
+                f'already in use by container "{self.names[full]}". You have to remove (or '
+                "rename) that container to be able to reuse that name."
             )
         old = c.name
         self.names.pop(old, None)

@@ -10,6 +10,7 @@ from typing import Any
 from skiff.engine.containers.logs import parse_time
 from skiff.engine.containers.model import Container, Status
 from skiff.errors import InvalidArgument
+from skiff.oci.runtime_spec import DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS
 
 _PRIVATE = ("ImageName", "SkiffUpperDir", "SkiffStartedMono", "HasBeenManuallyStopped")
 
@@ -19,6 +20,10 @@ def inspect(c: Container, size: bool = False) -> dict[str, Any]:
     out = {"Id": c.id, **out}
     out["HostConfig"] = host_config(c.host)
     out["State"] = dict(c.state)
+    config = out.get("Config")
+    if isinstance(config, dict) and config.get("Volumes") == {}:
+        # dockerd's Config.Volumes is null when neither image nor run declares one
+        out["Config"] = {**config, "Volumes": None}
     return out
 
 
@@ -45,6 +50,24 @@ _HOST_DEFAULTS: dict[str, Any] = {
 def host_config(host: dict[str, Any]) -> dict[str, Any]:
     out = dict(_HOST_DEFAULTS)
     out.update({k: v for k, v in host.items()})
+    # what dockerd fills in at create where the client left it empty: the modes the
+    # spec gives (no cgroup namespace, a private IPC one), no pids limit for 0 or -1,
+    # and the paths the spec masks and makes read-only unless privileged
+    if not out.get("CgroupnsMode"):
+        out["CgroupnsMode"] = "host"
+    if not out.get("IpcMode"):
+        out["IpcMode"] = "private"
+    if out.get("PidsLimit") is not None and int(out["PidsLimit"]) <= 0:
+        out["PidsLimit"] = None
+    if not out.get("Privileged"):
+        if out.get("MaskedPaths") is None:
+            out["MaskedPaths"] = list(DEFAULT_MASKED_PATHS)
+        if out.get("ReadonlyPaths") is None:
+            out["ReadonlyPaths"] = list(DEFAULT_READONLY_PATHS)
+    # omitted when empty in dockerd's JSON (omitempty)
+    for key in ("Init", "Mounts", "Tmpfs"):
+        if not out.get(key) and out.get(key) is not False:
+            out.pop(key, None)
     return out
 
 
