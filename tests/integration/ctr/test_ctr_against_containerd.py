@@ -242,6 +242,10 @@ def test_bad_input(imported: Containerd) -> None:
             skiff_ctr(d, "containers", "create", IMAGE, "dup", "true", check=False),
             '"dup"', "already exists",
         )  # fmt: skip
+        _one_line_error(
+            skiff_ctr(d, "run", "--rm", IMAGE, "dup", "true", check=False),
+            '"dup"', "already exists",
+        )  # fmt: skip
     finally:
         skiff_ctr(d, "containers", "rm", "dup")
     _one_line_error(skiff_ctr(d, "snapshots", "rm", "nosnap", check=False), "not found")
@@ -254,4 +258,10 @@ def test_export_round_trip(imported: Containerd, tmp_path: Path) -> None:
     skiff_ctr(d, "images", "export", str(out), IMAGE)
     skiff_ctr(d, "images", "import", "--no-unpack", str(out), ns="reimport")
     assert skiff_ctr(d, "images", "ls", "-q", ns="reimport").stdout.split() == [IMAGE]
+    # no snapshot chain in this namespace: run's lean client hands the unpack
+    # (diff Apply, Commit, content labels) to the full gRPC client
+    assert "Committed" not in skiff_ctr(d, "snapshots", "ls", ns="reimport").stdout
+    r = skiff_ctr(d, "run", "--rm", IMAGE, "t-unpack", "echo", "unpacked", ns="reimport")
+    assert r.stdout == "unpacked\n"
+    assert "Committed" in skiff_ctr(d, "snapshots", "ls", ns="reimport").stdout
     skiff_ctr(d, "images", "rm", IMAGE, ns="reimport")

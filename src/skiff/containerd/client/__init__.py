@@ -13,46 +13,52 @@ supervisor's server code.
 
 from typing import TYPE_CHECKING, Any
 
-from skiff.containerd.client.types import (
+if TYPE_CHECKING:
+    from skiff.containerd.client.core import Client, EventStream, WaitFuture
+    from skiff.containerd.client.types import (
+        Container,
+        ContentInfo,
+        Envelope,
+        ExitStatus,
+        Image,
+        IngestStatus,
+        Lease,
+        LeaseResource,
+        Metric,
+        Mount,
+        Namespace,
+        Plugin,
+        Process,
+        ProcessInfo,
+        Runtime,
+        SnapshotInfo,
+        SnapshotKind,
+        TaskStatus,
+        Usage,
+        Version,
+    )
+from skiff.containerd.client._defaults import (
     DEFAULT_ADDRESS,
     DEFAULT_NAMESPACE,
     DEFAULT_RUNTIME,
     DEFAULT_SNAPSHOTTER,
-    Container,
-    ContentInfo,
-    Envelope,
-    ExitStatus,
-    Image,
-    IngestStatus,
-    Lease,
-    LeaseResource,
-    Metric,
-    Mount,
-    Namespace,
-    Plugin,
-    Process,
-    ProcessInfo,
-    Runtime,
-    SnapshotInfo,
-    SnapshotKind,
-    TaskStatus,
-    Usage,
-    Version,
 )
-
-if TYPE_CHECKING:
-    from skiff.containerd.client.core import Client, EventStream, WaitFuture
 
 _CORE = ("Client", "EventStream", "WaitFuture")
 
 
 def __getattr__(name: str) -> Any:
-    # core imports grpcio and every generated module (150+ ms): only on first use,
-    # so skiff-ctr run can take the lean client from this package without them
+    # core imports grpcio and every generated module (150+ ms), types a score of
+    # dataclasses (20 ms): each only on first use, so skiff-ctr run can take the
+    # lean client from this package without them
     if name in _CORE:
         from skiff.containerd.client import core
 
         return getattr(core, name)
+    if name in __all__:
+        from skiff.containerd.client import types
+
+        return getattr(types, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -17,13 +17,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from skiff.containerd.client._defaults import DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER
 from skiff.containerd.client.images import ResolvedImage, get_image, unpack
-from skiff.containerd.client.types import DEFAULT_RUNTIME, DEFAULT_SNAPSHOTTER, Container
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from skiff.oci.runtime_spec import default_spec
 
 if TYPE_CHECKING:  # not at run time: skiff-ctr run drives these with the lean client
     from skiff.containerd.client.core import Client
+    from skiff.containerd.client.types import Container
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -13,12 +13,12 @@ import io
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from skiff.containerd.client.types import ContentInfo
 from skiff.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from skiff.oci.digest import Digest
 
 if TYPE_CHECKING:  # not at run time: skiff-ctr run reads content with the lean client
     from skiff.containerd.client.core import Client
+    from skiff.containerd.client.types import ContentInfo
 
 
 def _pb() -> Any:

@@ -29,13 +29,16 @@ from skiff.api.gen.containerd.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from skiff.api.gen.containerd.services.version.v1 import version_pb2_grpc
 from skiff.api.gen.containerd.types import descriptor_pb2, mount_pb2
 from skiff.containerd.client import _grpc
-from skiff.containerd.client._grpc import LEASE_HEADER, NAMESPACE_HEADER, BidiStream, mapped
-from skiff.containerd.client.events import decode_envelope
-from skiff.containerd.client.types import (
+from skiff.containerd.client._defaults import (  # defined there; callers take them here too
     DEFAULT_ADDRESS,
     DEFAULT_NAMESPACE,
     DEFAULT_RUNTIME,
     SPEC_TYPE_URL,
+)
+from skiff.containerd.client._defaults import DEFAULT_SNAPSHOTTER as DEFAULT_SNAPSHOTTER
+from skiff.containerd.client._grpc import LEASE_HEADER, NAMESPACE_HEADER, BidiStream, mapped
+from skiff.containerd.client.events import decode_envelope
+from skiff.containerd.client.types import (
     Container,
     ContentInfo,
     Envelope,
@@ -56,9 +59,6 @@ from skiff.containerd.client.types import (
     TaskStatus,
     Usage,
     Version,
-)
-from skiff.containerd.client.types import (
-    DEFAULT_SNAPSHOTTER as DEFAULT_SNAPSHOTTER,  # re-exported, as before
 )
 from skiff.oci.digest import Digest
 from skiff.oci.image import Descriptor

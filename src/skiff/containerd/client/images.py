@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from skiff.containerd.client._defaults import DEFAULT_SNAPSHOTTER
 from skiff.containerd.client.content import RemoteContentStore
-from skiff.containerd.client.types import DEFAULT_SNAPSHOTTER
 from skiff.errors import AlreadyExists, FailedPrecondition, NotFound
 from skiff.oci import mediatypes as mt
 from skiff.oci import platform as plat

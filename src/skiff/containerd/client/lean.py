@@ -1,7 +1,7 @@
 """A lean client for the calls of `skiff-ctr run`: gRPC over a hand-rolled
 HTTP/2 client on the unix socket, messages through skiff.ttrpc's small
 protobuf codec. It sits beside core.Client (same method names, same
-dataclasses out, same skiff.errors) and imports neither grpcio nor the
+attribute names in its results, same skiff.errors) and imports neither grpcio nor the
 generated protobuf modules, which cost a short-lived CLI process 150-350 ms
 of start-up; any other method is handed to a full core.Client made on first
 use (an image that still needs unpacking, for instance).
@@ -22,18 +22,7 @@ import threading
 from datetime import UTC, datetime
 
 from skiff import errors
-from skiff.containerd.client.types import (
-    DEFAULT_RUNTIME,
-    SPEC_TYPE_URL,
-    Container,
-    ContentInfo,
-    ExitStatus,
-    Image,
-    Mount,
-    Runtime,
-    SnapshotInfo,
-    SnapshotKind,
-)
+from skiff.containerd.client._defaults import DEFAULT_RUNTIME, SPEC_TYPE_URL
 from skiff.oci.digest import Digest
 from skiff.oci.image import Descriptor
 from skiff.ttrpc.protobuf import (
@@ -308,7 +297,25 @@ class _Empty(Message):
     FIELDS = ()
 
 
-# --- conversions to the client's dataclasses -------------------------------------------
+# --- results -------------------------------------------------------------------------------
+
+
+class Record:
+    """A result with the attribute names of the client's dataclass of that
+    name (Container, Runtime, Mount, Image, ContentInfo, SnapshotInfo,
+    ExitStatus): the run path only reads attributes, and a score of frozen
+    dataclasses would cost its start-up 20 ms."""
+
+    def __init__(self, record_name: str, /, **fields: Any) -> None:
+        self.record_name_ = record_name
+        self.__dict__.update(fields)
+
+    def __getattr__(self, name: str) -> Any:  # for mypy: fields are dynamic
+        raise AttributeError(f"{self.record_name_} has no field {name}")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items() if k != "record_name_")
+        return f"{self.record_name_}({fields})"
 
 
 def _time(ts: Timestamp | None) -> datetime | None:
@@ -317,7 +324,7 @@ def _time(ts: Timestamp | None) -> datetime | None:
     return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
 
 
-def _container_out(c: _Container | None) -> Container:
+def _container_out(c: _Container | None) -> Record:
     c = c or _Container()
     spec = None
     if c.spec is not None and c.spec.value:
@@ -326,10 +333,13 @@ def _container_out(c: _Container | None) -> Container:
         except ValueError:
             spec = None
     rt = c.runtime or _Runtime()
-    runtime = Runtime(name=rt.name)
+    runtime = Record("Runtime", name=rt.name, options_type="", options=b"")
     if rt.options is not None:
-        runtime = Runtime(name=rt.name, options_type=rt.options.type_url, options=rt.options.value)
-    return Container(
+        runtime = Record(
+            "Runtime", name=rt.name, options_type=rt.options.type_url, options=rt.options.value
+        )
+    return Record(
+        "Container",
         id=c.id,
         image=c.image,
         labels=_labels_out(c.labels),
@@ -343,8 +353,11 @@ def _container_out(c: _Container | None) -> Container:
     )
 
 
-def _mounts_out(mounts: list[_Mount]) -> list[Mount]:
-    return [Mount(type=m.type, source=m.source, target=m.target, options=m.options) for m in mounts]
+def _mounts_out(mounts: list[_Mount]) -> list[Record]:
+    return [
+        Record("Mount", type=m.type, source=m.source, target=m.target, options=m.options)
+        for m in mounts
+    ]
 
 
 # --- gRPC status ---------------------------------------------------------------------------
@@ -841,7 +854,7 @@ class LeanClient:
 
     # -- containers --------------------------------------------------------------------
 
-    def get_container(self, id: str) -> Container:
+    def get_container(self, id: str) -> Record:
         r = self._call("/containerd.services.containers.v1.Containers/Get", _Id(id=id))
         return _container_out(_ContainerMsg.decode(r).container)
 
@@ -856,7 +869,7 @@ class LeanClient:
         snapshotter: str = "",
         snapshot_key: str = "",
         labels: Mapping[str, str] | None = None,
-    ) -> Container:
+    ) -> Record:
         rt = _Runtime(name=runtime)
         if runtime_options is not None:
             rt.options = Any_(type_url=runtime_options[0], value=runtime_options[1])
@@ -879,7 +892,7 @@ class LeanClient:
 
     # -- images and content --------------------------------------------------------------
 
-    def get_image(self, name: str) -> Image:
+    def get_image(self, name: str) -> Record:
         r = self._call("/containerd.services.images.v1.Images/Get", _Id(id=name))
         i = _ImageMsg.decode(r).image or _Image()
         d = i.target or _Descriptor()
@@ -889,7 +902,8 @@ class LeanClient:
             size=d.size,
             annotations=_labels_out(d.annotations),
         )
-        return Image(
+        return Record(
+            "Image",
             name=i.name,
             target=target,
             labels=_labels_out(i.labels),
@@ -897,10 +911,11 @@ class LeanClient:
             updated_at=_time(i.updated_at),
         )
 
-    def content_info(self, digest: str) -> ContentInfo:
+    def content_info(self, digest: str) -> Record:
         r = self._call("/containerd.services.content.v1.Content/Info", _Id(id=str(digest)))
         i = _ContentInfoMsg.decode(r).info or _ContentInfo()
-        return ContentInfo(
+        return Record(
+            "ContentInfo",
             digest=i.digest,
             size=i.size,
             created_at=_time(i.created_at),
@@ -915,16 +930,17 @@ class LeanClient:
 
     # -- snapshots -----------------------------------------------------------------------
 
-    def stat_snapshot(self, snapshotter: str, key: str) -> SnapshotInfo:
+    def stat_snapshot(self, snapshotter: str, key: str) -> Record:
         r = self._call(
             "/containerd.services.snapshots.v1.Snapshots/Stat",
             _SnapshotKey(snapshotter=snapshotter, key=key),
         )
         i = _SnapshotInfoMsg.decode(r).info or _SnapshotInfo()
-        return SnapshotInfo(
+        return Record(
+            "SnapshotInfo",
             name=i.name,
             parent=i.parent,
-            kind=SnapshotKind(i.kind),
+            kind=i.kind,
             labels=_labels_out(i.labels),
             created_at=_time(i.created_at),
             updated_at=_time(i.updated_at),
@@ -936,7 +952,7 @@ class LeanClient:
         key: str,
         parent: str = "",
         labels: Mapping[str, str] | None = None,
-    ) -> list[Mount]:
+    ) -> list[Record]:
         r = self._call(
             "/containerd.services.snapshots.v1.Snapshots/Prepare",
             _SnapshotKey(
@@ -945,7 +961,7 @@ class LeanClient:
         )
         return _mounts_out(_Mounts.decode(r).mounts)
 
-    def snapshot_mounts(self, snapshotter: str, key: str) -> list[Mount]:
+    def snapshot_mounts(self, snapshotter: str, key: str) -> list[Record]:
         r = self._call(
             "/containerd.services.snapshots.v1.Snapshots/Mounts",
             _SnapshotKey(snapshotter=snapshotter, key=key),
@@ -964,7 +980,7 @@ class LeanClient:
         self,
         container_id: str,
         *,
-        rootfs: Sequence[Mount] = (),
+        rootfs: Sequence[Any] = (),
         stdin: str = "",
         stdout: str = "",
         stderr: str = "",
@@ -996,12 +1012,14 @@ class LeanClient:
         )
         return int(_Pid.decode(r).pid)
 
-    def delete_task(self, container_id: str) -> ExitStatus:
+    def delete_task(self, container_id: str) -> Record:
         r = self._call(
             "/containerd.services.tasks.v1.Tasks/Delete", _ProcessRef(container_id=container_id)
         )
         d = _DeleteResponse.decode(r)
-        return ExitStatus(code=d.exit_status, exited_at=_time(d.exited_at), pid=d.pid, id=d.id)
+        return Record(
+            "ExitStatus", code=d.exit_status, exited_at=_time(d.exited_at), pid=d.pid, id=d.id
+        )
 
     def kill_task(
         self, container_id: str, signal: int, *, exec_id: str = "", all: bool = False
@@ -1023,7 +1041,7 @@ class LeanClient:
             _ProcessRef(container_id=container_id, exec_id=exec_id, flag3=int(stdin)),
         )
 
-    def wait_task(self, container_id: str, exec_id: str = "") -> ExitStatus:
+    def wait_task(self, container_id: str, exec_id: str = "") -> Record:
         """Block until the process exits; no client timeout applies."""
         r = self._call(
             "/containerd.services.tasks.v1.Tasks/Wait",
@@ -1031,7 +1049,7 @@ class LeanClient:
             wait=True,
         )
         w = _WaitResponse.decode(r)
-        return ExitStatus(code=w.exit_status, exited_at=_time(w.exited_at))
+        return Record("ExitStatus", code=w.exit_status, exited_at=_time(w.exited_at), pid=0, id="")
 
     def wait_task_async(self, container_id: str, exec_id: str = "") -> LeanWait:
         """Start waiting now (before Start, so a quick exit is not missed)."""
@@ -1042,7 +1060,7 @@ class LeanWait:
     """A Wait call running in a thread on its own connection."""
 
     def __init__(self, client: LeanClient, container_id: str, exec_id: str) -> None:
-        self._result: ExitStatus | None = None
+        self._result: Record | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(
@@ -1061,7 +1079,7 @@ class LeanWait:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def result(self, timeout: float | None = None) -> ExitStatus:
+    def result(self, timeout: float | None = None) -> Record:
         if not self._done.wait(timeout):
             raise TimeoutError("the process has not exited")
         if self._error is not None:

@@ -12,13 +12,6 @@ from typing import Any
 
 from skiff.oci.image import Descriptor
 
-# here rather than in core so the lean run path can have them without grpc
-DEFAULT_ADDRESS = "/run/skiff/containerd/containerd.sock"
-DEFAULT_NAMESPACE = "default"
-DEFAULT_SNAPSHOTTER = "overlayfs"
-DEFAULT_RUNTIME = "io.containerd.runc.v2"
-SPEC_TYPE_URL = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
-
 
 @dataclass(frozen=True, slots=True)
 class Version:

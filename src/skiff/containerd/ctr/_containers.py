@@ -13,14 +13,13 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from skiff.containerd.client import Container
 from skiff.containerd.client import containers as cs
 from skiff.containerd.ctr._format import go_time, rfc3339, table
 from skiff.containerd.ctr._misc import parse_labels, snapshotter
 from skiff.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 
 if TYPE_CHECKING:  # run drives a lean client; the others core.Client
-    from skiff.containerd.client import Client
+    from skiff.containerd.client import Client, Container
 
 RUNC_OPTIONS_TYPE = "containerd.runc.v1.Options"
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from skiff.containerd.client.types import DEFAULT_SNAPSHOTTER
+from skiff.containerd.client._defaults import DEFAULT_SNAPSHOTTER
 from skiff.containerd.ctr._format import (
     go_time,
     human_duration,
