@@ -20,7 +20,7 @@ is imported into each first. Nothing outside the temporary directory is
 touched, and everything started is stopped by PID at the end.
 
 Usage (as root): python bench/supervisor.py [--runs 20] [--warmup 3] [--shims 10]
-    [--grpc-server h2|grpcio] [--compare-grpcio]
+    [--grpc-server h2|grpcio] [--compare-grpcio] [--baseline-ctr PATH]
 """
 
 from __future__ import annotations
@@ -302,6 +302,13 @@ def main() -> int:
         help="also run a skiff-containerd on grpcio's server, measured with ctr",
     )
     p.add_argument(
+        "--baseline-ctr",
+        default="",
+        metavar="PATH",
+        help="another skiff-ctr (an older checkout's launcher, say) measured against "
+        "skiff-containerd in the same rounds, for before/after figures",
+    )
+    p.add_argument(
         "--grpc-server",
         choices=["h2", "grpcio"],
         help="skiff-containerd's gRPC server (default: its own default)",
@@ -385,6 +392,15 @@ def main() -> int:
             ),
             Variant("ctr -> skiff-containerd (runc-v2 shim)", sk, ctr, "io.containerd.runc.v2"),
         ]
+        if args.baseline_ctr:
+            variants.append(
+                Variant(
+                    "baseline skiff-ctr -> skiff-containerd (runc)",
+                    sk,
+                    [args.baseline_ctr],
+                    "io.containerd.runc.v2",
+                )
+            )
         if other is not None:
             variants.append(
                 Variant(

@@ -115,6 +115,18 @@ def test_run_output_and_exit_code(imported: Containerd) -> None:
     assert r.stderr == "err\n"
 
 
+def test_run_with_a_spec_beyond_the_flow_control_window(
+    imported: Containerd, tmp_path: Path
+) -> None:
+    """160 kB of environment: run's lean HTTP/2 client must wait for
+    containerd's WINDOW_UPDATEs (its windows start at 64 kB)."""
+    env_file = tmp_path / "big.env"
+    env_file.write_text("".join(f"V{i}={'x' * 40}{i}\n" for i in range(3000)))
+    r = skiff_ctr(imported, "run", "--rm", "--env-file", str(env_file), IMAGE, "t-big",
+                  "sh", "-c", "echo $V2999")  # fmt: skip
+    assert r.stdout == "x" * 40 + "2999\n"
+
+
 def test_detached_task_lifecycle(imported: Containerd) -> None:
     d = imported
     skiff_ctr(d, "run", "-d", IMAGE, "t-bg", "sleep", "300")

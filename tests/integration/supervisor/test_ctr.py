@@ -300,6 +300,12 @@ def test_skiff_ctr_against_skiff_containerd(supervisor: Supervisor) -> None:
                 "sh", "-c", "echo out; exit 6", check=False,
             )  # fmt: skip
             assert (p.returncode, p.stdout) == (6, "out\n"), p.stderr
+        # a spec of 160 kB: run's lean client waits on the server's flow-control window
+        env_file = supervisor.fifo.parent / "big.env"
+        env_file.write_text("".join(f"V{i}={'x' * 40}{i}\n" for i in range(3000)))
+        p = skiff_ctr("run", "--rm", *fifo, "--env-file", str(env_file), IMAGE, "sc3",
+                      "sh", "-c", "echo $V2999")  # fmt: skip
+        assert p.stdout == "x" * 40 + "2999\n"
         skiff_ctr("run", "-d", *fifo, IMAGE, "sc2", "sleep", "300")
         assert "RUNNING" in skiff_ctr("tasks", "ls").stdout
         p = skiff_ctr(

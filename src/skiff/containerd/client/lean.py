@@ -630,7 +630,6 @@ DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION =
 )
 END_STREAM, ACK, END_HEADERS, PADDED, PRIORITY = 0x1, 0x1, 0x4, 0x8, 0x20
 _WINDOW = 1 << 24  # what we let the server send before a WINDOW_UPDATE
-_MAX_FRAME = 16384  # the server's SETTINGS_MAX_FRAME_SIZE unless it says otherwise
 _MAX_MESSAGE = 16 << 20
 
 
@@ -660,6 +659,17 @@ class H2Connection:
         self._buf = bytearray()
         self._hpack = HpackDecoder()
         self._next_stream = 1
+        # what the server lets us send (RFC 9113 6.9): its defaults until its SETTINGS
+        self._send_window = 65535  # the connection's
+        self._stream_window = 65535  # the current stream's
+        self._initial_window = 65535
+        self._max_frame = 16384
+        self._stream = 0
+        self._pending: bytearray | None = None  # a header block awaiting CONTINUATION
+        self._pending_sid = 0
+        self._pending_end = False
+        self._headers: list[tuple[str, str]] = []  # the current stream's, both blocks
+        self._ended = False
         settings = struct.pack(">HI", 4, _WINDOW)  # SETTINGS_INITIAL_WINDOW_SIZE
         settings += struct.pack(">HI", 2, 0)  # SETTINGS_ENABLE_PUSH off
         self.sock.sendall(
@@ -701,37 +711,85 @@ class H2Connection:
             + _literal("te", "trailers")
             + b"".join(_literal(k, v) for k, v in metadata)
         )
-        body = b"\x00" + struct.pack(">I", len(request)) + request
+        body = memoryview(b"\x00" + struct.pack(">I", len(request)) + request)
+        self._stream = stream
+        self._stream_window = self._initial_window
+        self._headers, self._ended = [], False
         out = _frame(HEADERS, END_HEADERS, stream, block)
-        for start in range(0, len(body), _MAX_FRAME):
-            last = start + _MAX_FRAME >= len(body)
-            out += _frame(DATA, END_STREAM if last else 0, stream, body[start : start + _MAX_FRAME])
-        if not body:
-            out += _frame(DATA, END_STREAM, stream)
+        while body:
+            n = min(len(body), self._max_frame, self._send_window, self._stream_window)
+            if n <= 0:
+                # the windows are spent: send what we have, wait for a WINDOW_UPDATE
+                self.sock.sendall(out)
+                out = b""
+                self._control(*self._read_frame())
+                continue
+            chunk, body = body[:n], body[n:]
+            self._send_window -= n
+            self._stream_window -= n
+            out += _frame(DATA, 0 if body else END_STREAM, stream, bytes(chunk))
         self.sock.sendall(out)
         return self._responses(stream)
 
+    def _control(self, kind: int, flags: int, sid: int, payload: bytes) -> bool:
+        """Handle a frame about the connection (or a stream's window, or another
+        stream's headers); False for one our stream's reader must see."""
+        if kind == SETTINGS:
+            if not flags & ACK:
+                for i in range(0, len(payload) - 5, 6):
+                    ident, value = struct.unpack(">HI", payload[i : i + 6])
+                    if ident == 4:  # INITIAL_WINDOW_SIZE: open streams move by the delta
+                        self._stream_window += value - self._initial_window
+                        self._initial_window = value
+                    elif ident == 5:
+                        self._max_frame = value
+                self.sock.sendall(_frame(SETTINGS, ACK, 0))
+            return True
+        if kind == PING:
+            if not flags & ACK:
+                self.sock.sendall(_frame(PING, ACK, 0, payload))
+            return True
+        if kind == WINDOW_UPDATE:
+            inc = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            if sid == 0:
+                self._send_window += inc
+            elif sid == self._stream:
+                self._stream_window += inc
+            return True
+        if kind == GOAWAY:
+            if int.from_bytes(payload[:4], "big") & 0x7FFFFFFF >= self._stream:
+                return True  # a graceful GOAWAY that still lets our stream finish
+            raise errors.Unavailable("connection error: the supervisor went away")
+        if kind in (HEADERS, CONTINUATION):
+            # every block goes through the decoder, whatever its stream, or the
+            # dynamic table drifts from the server's
+            if kind == HEADERS:
+                if flags & PADDED:
+                    payload = payload[1 : len(payload) - payload[0]]
+                if flags & PRIORITY:
+                    payload = payload[5:]
+                self._pending, self._pending_sid = bytearray(payload), sid
+                self._pending_end = bool(flags & END_STREAM)
+            elif self._pending is not None:
+                self._pending += payload
+            if flags & END_HEADERS and self._pending is not None:
+                block, self._pending = bytes(self._pending), None
+                headers = self._hpack.decode(block)
+                if self._pending_sid == self._stream:
+                    self._headers += headers
+                    self._ended = self._ended or self._pending_end
+            return True
+        return sid != self._stream  # RST_STREAM and DATA of streams long done
+
     def _responses(self, stream: int) -> Iterator[bytes]:
         data = bytearray()
-        headers: list[tuple[str, str]] = []
-        pending: bytearray | None = None  # a header block awaiting CONTINUATION
-        pending_end = False
         while True:
+            if self._ended:  # trailers (or a trailers-only response) came in
+                self._finish(self._headers)
+                return
             kind, flags, sid, payload = self._read_frame()
-            if kind == SETTINGS:
-                if not flags & ACK:
-                    self.sock.sendall(_frame(SETTINGS, ACK, 0))
+            if self._control(kind, flags, sid, payload):
                 continue
-            if kind == PING:
-                if not flags & ACK:
-                    self.sock.sendall(_frame(PING, ACK, 0, payload))
-                continue
-            if kind == GOAWAY:
-                if sid == 0 and int.from_bytes(payload[:4], "big") & 0x7FFFFFFF >= stream:
-                    continue  # a graceful GOAWAY that still lets our stream finish
-                raise errors.Unavailable("connection error: the supervisor went away")
-            if sid != stream:
-                continue  # WINDOW_UPDATE and frames of streams long done
             if kind == RST_STREAM:
                 code = int.from_bytes(payload[:4], "big")
                 raise errors.Unavailable(f"stream reset by the supervisor (http2 error {code})")
@@ -756,24 +814,6 @@ class H2Connection:
                     del data[: 5 + n]
                 if flags & END_STREAM:
                     raise errors.Internal("grpc: the stream ended without a status")
-                continue
-            if kind in (HEADERS, CONTINUATION):
-                if kind == HEADERS:
-                    if flags & PADDED:
-                        payload = payload[1 : len(payload) - payload[0]]
-                    if flags & PRIORITY:
-                        payload = payload[5:]
-                    pending = bytearray(payload)
-                    pending_end = bool(flags & END_STREAM)
-                elif pending is not None:
-                    pending += payload
-                if not flags & END_HEADERS or pending is None:
-                    continue
-                headers += self._hpack.decode(bytes(pending))
-                pending = None
-                if pending_end:
-                    self._finish(headers)
-                    return
 
     @staticmethod
     def _finish(headers: list[tuple[str, str]]) -> None:
