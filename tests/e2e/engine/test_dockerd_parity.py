@@ -338,3 +338,45 @@ def test_inspect_fills_hostconfig_defaults(daemon: Docker) -> None:
         assert host["PidsLimit"] is None
     finally:
         daemon.docker("rm", "-f", n, check=False)
+
+
+def test_pause_unpause_kill_refusals(daemon: Docker) -> None:
+    up, idle = "p5pz" + uid(), "p5pz" + uid()
+    try:
+        daemon.docker("run", "-d", "--name", up, "busybox", "sleep", "300")
+        iid = daemon.docker("create", "--name", idle, "busybox", "true").stdout.strip()
+        uid_ = daemon.inspect(up)["Id"]
+        err = "Error response from daemon: "
+        for args, text in (
+            (["pause", idle], f"Container {iid} is not running"),
+            (["unpause", up], f"Container {uid_} is not paused"),
+            (["kill", idle], f"Cannot kill container: {idle}: Container {iid} is not running"),
+        ):
+            res = daemon.docker(*args, check=False)
+            assert res.returncode == 1 and res.stderr.strip() == err + text, res
+        daemon.docker("pause", up)
+        res = daemon.docker("pause", up, check=False)
+        assert res.stderr.strip() == err + f"Container {uid_} is already paused", res
+    finally:
+        daemon.docker("rm", "-f", up, idle, check=False)
+
+
+def test_rm_of_a_running_or_paused_container_without_force(engine: Engine) -> None:
+    """The texts of API 1.45's dockerd (moby 25's delete.go); Debian's dockerd 20.10
+    still says "You cannot remove a running container", so skiffd alone here."""
+    n = "p5rm" + uid()
+    try:
+        engine.docker("run", "-d", "--name", n, "busybox", "sleep", "300")
+        res = engine.docker("rm", n, check=False)
+        assert res.returncode == 1 and res.stderr.strip() == (
+            f'Error response from daemon: cannot remove container "/{n}": container is running:'
+            " stop the container before removing or force remove"
+        ), res
+        engine.docker("pause", n)
+        res = engine.docker("rm", n, check=False)
+        assert res.returncode == 1 and res.stderr.strip() == (
+            f'Error response from daemon: cannot remove container "/{n}": container is paused'
+            " and must be unpaused first"
+        ), res
+    finally:
+        engine.docker("rm", "-f", n, check=False)

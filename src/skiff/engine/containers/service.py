@@ -1371,7 +1371,7 @@ class ContainerService:
         c = self.get(ref)
         signum = parse_signal(sig or "SIGKILL", signal.SIGKILL)
         if not c.running:
-            raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         if signum in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             # a container the user killed is not brought back by its restart policy
             c.manually_stopped = True
@@ -1380,7 +1380,7 @@ class ContainerService:
         try:
             await self.sup().kill(c.id, signum, all=signum == signal.SIGKILL)
         except NotFound:
-            raise Conflict(f"cannot kill container: {ref}: container {c.id} is not running")
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
         self.events.emit("container", "kill", c.id, {**self.attrs(c), "signal": str(signum)})
         if waiter is not None:
             # as dockerd: a SIGKILLed container is seen dead before the call returns
@@ -1440,9 +1440,9 @@ class ContainerService:
         c = self.get(ref)
         async with self.lock(c.id):
             if c.status == Status.PAUSED:
-                raise Conflict(f"container {c.id} is already paused")
+                raise Conflict(f"Container {c.id} is already paused")
             if c.status != Status.RUNNING:
-                raise Conflict(f"container {c.id} is not running")
+                raise Conflict(f"Container {c.id} is not running")
             await self.sup().pause(c.id)
             c.transition(Status.PAUSED)
             c.save()
@@ -1452,7 +1452,7 @@ class ContainerService:
         c = self.get(ref)
         async with self.lock(c.id):
             if c.status != Status.PAUSED:
-                raise Conflict(f"container {c.id} is not paused")
+                raise Conflict(f"Container {c.id} is not paused")
             await self.sup().resume(c.id)
             c.transition(Status.RUNNING)
             c.save()
@@ -1492,9 +1492,14 @@ class ContainerService:
                 f"{c.id}. Stop the container before attempting removal or force remove"
             )
         if c.running and not force:
-            state = "paused" if c.status == Status.PAUSED else "running"
+            # dockerd's texts (API 1.45; 20.10 said "You cannot remove a running container")
+            if c.status == Status.PAUSED:
+                raise Conflict(
+                    f'cannot remove container "{c.name}": container is paused and must be '
+                    "unpaused first"
+                )
             raise Conflict(
-                f'cannot remove container "{c.name}": container is {state}: stop the '
+                f'cannot remove container "{c.name}": container is running: stop the '
                 "container before removing or force remove"
             )
         task = self.restart_tasks.pop(c.id, None)
