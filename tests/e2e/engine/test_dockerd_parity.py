@@ -380,3 +380,26 @@ def test_rm_of_a_running_or_paused_container_without_force(engine: Engine) -> No
         ), res
     finally:
         engine.docker("rm", "-f", n, check=False)
+
+
+def test_rm_of_a_restarting_container_without_force(engine: Engine) -> None:
+    n = "p5rs" + uid()
+    try:
+        engine.docker("run", "-d", "--restart", "always", "--name", n, "busybox", "false")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            st = engine.docker("inspect", "-f", "{{.State.Status}}", n).stdout.strip()
+            if st == "restarting":
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"{n} never seen restarting")
+        res = engine.docker("rm", n, check=False)
+        if "container is running" in res.stderr:
+            pytest.skip("the back-off ended before the rm: not restarting any more")
+        assert res.returncode == 1 and res.stderr.strip() == (
+            f'Error response from daemon: cannot remove container "/{n}": container is '
+            "restarting: stop the container before removing or force remove"
+        ), res
+    finally:
+        engine.docker("rm", "-f", n, check=False)

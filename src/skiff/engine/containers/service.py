@@ -1488,8 +1488,8 @@ class ContainerService:
             return
         if c.status == Status.RESTARTING and not force:
             raise Conflict(
-                "You cannot remove a restarting container "
-                f"{c.id}. Stop the container before attempting removal or force remove"
+                f'cannot remove container "{c.name}": container is restarting: stop the '
+                "container before removing or force remove"
             )
         if c.running and not force:
             # dockerd's texts (API 1.45; 20.10 said "You cannot remove a running container")
