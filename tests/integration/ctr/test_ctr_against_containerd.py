@@ -115,6 +115,27 @@ def test_run_output_and_exit_code(imported: Containerd) -> None:
     assert r.stderr == "err\n"
 
 
+def test_quick_image_agrees_with_the_full_resolve(imported: Containerd) -> None:
+    """run reads a plain manifest without skiff.oci.image (containers.quick_image):
+    the same chain ID and spec as images.get_image, through either client."""
+    from skiff.containerd.client import Client, images
+    from skiff.containerd.client.containers import RunOptions, generate_spec, quick_image
+    from skiff.containerd.client.lean import LeanClient
+
+    for client in (Client(imported.address, NS), LeanClient(imported.address, NS)):
+        try:
+            quick = quick_image(client, IMAGE)
+            full = images.get_image(client, IMAGE)
+            assert quick is not None, "busybox's record is a plain manifest"
+            assert (quick.name, quick.chain_id) == (full.name, full.chain_id)
+            for options in (RunOptions(), RunOptions(args=["true"], env=["A=1"], terminal=True)):
+                assert generate_spec("c", NS, quick, options) == generate_spec(
+                    "c", NS, full, options
+                )
+        finally:
+            client.close()
+
+
 def test_run_with_a_spec_beyond_the_flow_control_window(
     imported: Containerd, tmp_path: Path
 ) -> None:

@@ -254,7 +254,7 @@ def test_a_dead_socket_is_unavailable(tmp_path: Any) -> None:
         client.get_container("x")
 
 
-def test_run_imports_neither_grpc_nor_protobuf() -> None:
+def test_run_imports_neither_grpc_nor_protobuf_nor_dataclasses() -> None:
     code = (
         "import sys\n"
         "from skiff.containerd import ctr\n"
@@ -262,9 +262,38 @@ def test_run_imports_neither_grpc_nor_protobuf() -> None:
         "rc = ctr.main(sys.argv[1:])\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')]\n"
         "bad += [m for m in sys.modules if m.startswith('skiff.api.gen')]\n"
+        # nor the dataclass modules that cost it 20-30 ms (quick_image reads the JSON)
+        "bad += [m for m in ('dataclasses', 'skiff.oci.image', 'skiff.containerd.client.types')"
+        " if m in sys.modules]\n"
         "print(rc, bad)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "1 []"
+
+
+def test_quick_chain_id_is_containerds() -> None:
+    from skiff.containerd.client.containers import top_chain_id
+    from skiff.oci.digest import Digest
+    from skiff.oci.image import chain_ids
+
+    diff_ids = [f"sha256:{c * 64}" for c in "abc"]
+    for n in range(4):
+        want = str(chain_ids([Digest(d) for d in diff_ids[:n]])[-1]) if n else ""
+        assert top_chain_id(diff_ids[:n]) == want
+
+
+def test_quick_image_process_defaults_as_the_oci_parser_reads_them() -> None:
+    from skiff.containerd.client.containers import RunImage
+    from skiff.oci.image import ContainerConfig
+
+    for config in (
+        {},
+        {"Env": None, "Cmd": None, "Entrypoint": None, "User": None, "WorkingDir": None},
+        {"Env": ["A=1"], "Entrypoint": ["/bin/sh"], "Cmd": ["-c", "x"], "User": "1:2"},
+        {"WorkingDir": "/w", "Cmd": ["sh"]},
+    ):
+        ours, theirs = RunImage("n", "c", config), ContainerConfig.from_json(config)
+        for attr in ("env", "entrypoint", "cmd", "working_dir", "user"):
+            assert getattr(ours, attr) == getattr(theirs, attr), (attr, config)

@@ -23,8 +23,6 @@ from datetime import UTC, datetime
 
 from skiff import errors
 from skiff.containerd.client._defaults import DEFAULT_RUNTIME, SPEC_TYPE_URL
-from skiff.oci.digest import Digest
-from skiff.oci.image import Descriptor
 from skiff.ttrpc.protobuf import (
     BOOL,
     BYTES,
@@ -936,9 +934,11 @@ class LeanClient:
         r = self._call("/containerd.services.images.v1.Images/Get", _Id(id=name))
         i = _ImageMsg.decode(r).image or _Image()
         d = i.target or _Descriptor()
-        target = Descriptor(
+        # a Descriptor's attributes, the digest a plain str (no skiff.oci.image on this path)
+        target = Record(
+            "Descriptor",
             media_type=d.media_type,
-            digest=Digest(d.digest),
+            digest=d.digest,
             size=d.size,
             annotations=_labels_out(d.annotations),
         )
