@@ -215,6 +215,24 @@ def test_published_ports_tcp_udp_range_and_all(net_engine: NetEngine) -> None:
         assert tcp(eng, 18080) == "pong"
 
 
+def test_published_ports_on_explicit_addresses(net_engine: NetEngine) -> None:
+    # an explicit address is that family alone (dockerd's reading): 0.0.0.0 has no [::]
+    # twin, [::1] is IPv6 loopback only, 127.0.0.1 IPv4 loopback only
+    eng = net_engine
+    with containers(eng) as cs:
+        web = uniq("ips")
+        cs.append(web)
+        eng.docker("run", "-d", "--name", web, "-p", "0.0.0.0:18401:80", "-p", "[::1]:18402:80",
+                   "-p", "127.0.0.1:18403:80", "busybox", "sh", "-c", SERVER.format(port=80))  # fmt: skip
+        ports = inspect(eng, web)["NetworkSettings"]["Ports"]["80/tcp"]
+        assert sorted((p["HostIp"], p["HostPort"]) for p in ports) == [
+            ("0.0.0.0", "18401"), ("127.0.0.1", "18403"), ("::1", "18402"),
+        ]  # fmt: skip
+        assert tcp(eng, 18401) == "pong" and tcp(eng, 18401, "::1", wait=0.5) is None
+        assert tcp(eng, 18402, "::1") == "pong" and tcp(eng, 18402, wait=0.5) is None
+        assert tcp(eng, 18403) == "pong" and tcp(eng, 18403, "::1", wait=0.5) is None
+
+
 def test_errors_in_dockers_words(net_engine: NetEngine) -> None:
     eng = net_engine
     with networks(eng) as nets, containers(eng) as cs:

@@ -745,16 +745,15 @@ class ContainerService:
             lo, _, hi = number.partition("-")
             for cport in range(int(lo), int(hi or lo) + 1):
                 for b in bindings or [{}]:
-                    host_ip = str((b or {}).get("HostIp") or "")
-                    if ":" in host_ip:
-                        continue  # no IPv6 in skiffd's networks
+                    # "" is both families; an explicit 0.0.0.0 or :: only its own (as dockerd)
+                    host_ip = str((b or {}).get("HostIp") or "").strip("[]")
                     text = str((b or {}).get("HostPort") or "")
                     hp_lo, _, hp_hi = text.partition("-")
                     out.append(
                         PortBinding(
                             container_port=cport,
                             proto=proto or "tcp",
-                            host_ip="" if host_ip == "0.0.0.0" else host_ip,
+                            host_ip=host_ip,
                             host_port=int(hp_lo) if hp_lo else 0,
                             host_port_end=int(hp_hi) if hp_hi else 0,
                         )
@@ -887,7 +886,7 @@ class ContainerService:
             for key in c.config.get("ExposedPorts") or {}:
                 ports[key if "/" in key else f"{key}/tcp"] = None
             ports.update(settings.get("Ports") or {})
-        ns["Ports"] = ports
+        ns["Ports"] = dict(sorted(ports.items()))  # a Go map: keys in sorted order
 
     async def _restore_networks(self, c: Container, pid: int) -> None:
         """A container still running after a restart: its endpoints as the library kept them."""
