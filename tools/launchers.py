@@ -57,7 +57,7 @@ def main() -> int:
             "except OSError:\n"
             "    pass\n"
             "# interpreter finalisation costs ~2 ms and frees nothing a process exit would not\n"
-            "__import__('os')._exit(code)\n"
+            "__import__('posix')._exit(code)\n"
         )
         tmp = target.with_suffix(".tmp")
         tmp.write_text(text)

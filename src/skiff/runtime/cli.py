@@ -7,7 +7,6 @@ costs milliseconds of imports on every container start.
 
 from __future__ import annotations
 
-import os
 import sys
 
 from skiff import __version__
@@ -337,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
         return _main(cmd, flags, rest, root, cgroup_root, log)
     finally:
         if primer > 0:
+            import os
+
             try:
                 os.waitpid(primer, 0)
             except ChildProcessError:
@@ -353,6 +354,8 @@ def prime_cgroup_attach(cgroup_root: str) -> int:
     the container; by the time init joins its cgroups the lock is usually in
     writer mode and the join takes microseconds. Nothing changes if it fails.
     """
+    import os
+
     try:
         pid = os.fork()
     except OSError:
@@ -386,27 +389,22 @@ def prime_cgroup_attach(cgroup_root: str) -> int:
 def _main(
     cmd: str, flags: dict[str, Any], rest: list[str], root: str, cgroup_root: str, log: Log
 ) -> int:
-    from skiff.errors import SkiffError
-
-    # runc ends a failed exec with 255, so it cannot be taken for the process's own status
-    failed = 255 if cmd == "exec" else 1
     try:
         return _dispatch(cmd, flags, rest, root, cgroup_root, log)
-    except UsageError as e:
-        log.fatal(str(e))
-    except SkiffError as e:
-        log.fatal(_with_prefix(cmd, str(e)))
-    except OSError as e:
-        log.fatal(_with_prefix(cmd, str(e)))
     except Exception as e:  # the runtime's boundary: one line, never a traceback
+        # imported only now: `start` and `delete` usually get here without them
+        from skiff.errors import SkiffError
         from skiff.runtime.hooks import HookError
         from skiff.runtime.process import SetupError
 
-        if isinstance(e, (SetupError, HookError)):
+        if isinstance(e, UsageError):
+            log.fatal(str(e))
+        elif isinstance(e, (SkiffError, OSError, SetupError, HookError)):
             log.fatal(_with_prefix(cmd, str(e)))
         else:
             log.fatal(f"{cmd}: {type(e).__name__}: {e}")
-    return failed
+    # runc ends a failed exec with 255, so it cannot be taken for the process's own status
+    return 255 if cmd == "exec" else 1
 
 
 def _with_prefix(cmd: str, msg: str) -> str:
@@ -422,6 +420,21 @@ def _dispatch(
         return _spec(flags)
     if cmd == "features":
         return _features()
+    if cmd == "start" and len(rest) == 1:
+        from skiff.runtime import quick
+
+        if quick.start(root, rest[0]):
+            return 0
+    if cmd == "delete" and rest:
+        from skiff.runtime import quick
+
+        # in order, as the full path: the first it cannot do, and all after, go there
+        while rest and quick.delete(root, rest[0]):
+            rest = rest[1:]
+        if not rest:
+            return 0
+    import os
+
     from skiff.runtime.container import Runtime
 
     runtime = Runtime(
@@ -502,6 +515,8 @@ def _dispatch(
 
 
 def _spec(flags: dict[str, Any]) -> int:
+    import os
+
     from skiff.oci import fastjson
     from skiff.oci.runtime_spec import default_spec
 
