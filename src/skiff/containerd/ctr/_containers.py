@@ -11,14 +11,16 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 from skiff.containerd.client import containers as cs
 from skiff.containerd.ctr._format import go_time, rfc3339, table
 from skiff.containerd.ctr._misc import parse_labels, snapshotter
 from skiff.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (4 ms of run's start-up)
 if TYPE_CHECKING:  # run drives a lean client; the others core.Client
+    from typing import Any
+
     from skiff.containerd.client import Client, Container
 
 RUNC_OPTIONS_TYPE = "containerd.runc.v1.Options"

@@ -6,7 +6,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from skiff.containerd.client._defaults import DEFAULT_SNAPSHOTTER
 from skiff.containerd.ctr._format import (
@@ -19,6 +18,7 @@ from skiff.containerd.ctr._format import (
 )
 from skiff.errors import InvalidArgument
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (4 ms of run's start-up)
 if TYPE_CHECKING:
     from skiff.containerd.client import Client
 
