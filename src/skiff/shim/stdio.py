@@ -4,11 +4,13 @@ containerd names FIFOs (or files) for stdin, stdout and stderr. Without a
 terminal the runtime hands our descriptors straight to the container, so no
 byte passes through the shim; the shim keeps a reader on each output FIFO
 (a detached client must not turn writes into SIGPIPE). stdin is copied by a
-thread from the FIFO into a pipe: opening the FIFO blocks until the client's
-writer arrives, so the container waits for input instead of reading an early
-EOF, and sees EOF when the client closes its end (or on CloseIO). With a
-terminal the runtime sends the pty master over a console socket and the shim
-copies both ways.
+thread from the FIFO into a pipe. As containerd's own shim, we hold a writer
+of our own on the stdin FIFO: a client that goes away (skiffd killed and
+restarted) is no EOF, so the container waits for the next client's input, and
+only CloseIO (which closes that writer) lets the copy drain what is buffered
+and reach EOF once every client's writer is closed too. With a terminal the
+runtime sends the pty master over a console socket and the shim copies both
+ways.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ class ProcessIO:
         # wrote last stays in the FIFO for a client that (re)connects after its exit
         self._held: list[int] = []
         self._stdin_writer: int | None = None  # where the stdin copy writes
+        self._fifo_writer: int | None = None  # our own writer on the stdin FIFO
+        self._stdin_closed = False  # CloseIO came (maybe before the copy thread opened)
         self._child: list[int] = []  # closed once the runtime has them
         self._stdout_writer: int | None = None
         self._master: int | None = None
@@ -145,11 +149,25 @@ class ProcessIO:
 
     def _copy_in(self) -> None:
         try:
-            src = os.open(self.stdin, os.O_RDONLY)  # blocks until the client's writer opens
+            # non-blocking opens: the reader does not wait for a writer, and our own
+            # writer then keeps the FIFO from ever reading EOF before CloseIO
+            src = os.open(self.stdin, os.O_RDONLY | os.O_NONBLOCK)
         except OSError:
-            self.close_stdin()
+            self._end_stdin()
             return
         try:
+            keep = os.open(self.stdin, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            _close(src)
+            self._end_stdin()
+            return
+        with self._lock:
+            if self._stdin_closed or self._stdin_writer is None:
+                _close(keep)  # CloseIO or the exit came first: EOF as soon as clients close
+            else:
+                self._fifo_writer = keep
+        try:
+            os.set_blocking(src, True)
             while True:
                 data = os.read(src, 32768)
                 with self._lock:
@@ -161,31 +179,35 @@ class ProcessIO:
             pass
         finally:
             os.close(src)
-            self.close_stdin()
+            self._end_stdin()
 
     def resize(self, width: int, height: int) -> None:
         if self._master is not None:
             fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
     def close_stdin(self) -> None:
+        """CloseIO: drop our writer on the FIFO; the copy drains what is left, then EOF."""
         with self._lock:
-            if self._stdin_writer is None:
-                return
-            _close(self._stdin_writer)
-            self._stdin_writer = None
-        # a copy thread still blocked opening the FIFO: let it through to its end
-        if self.stdin and not self.stdin.startswith("file://"):
-            try:
-                _close(os.open(self.stdin, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:
-                pass
+            self._stdin_closed = True
+            if self._fifo_writer is not None:
+                _close(self._fifo_writer)
+                self._fifo_writer = None
+
+    def _end_stdin(self) -> None:
+        """The copy is over or the process is gone: the container's stdin ends now."""
+        with self._lock:
+            self._stdin_closed = True
+            for fd in (self._fifo_writer, self._stdin_writer):
+                if fd is not None:
+                    _close(fd)
+            self._fifo_writer = self._stdin_writer = None
 
     def wait_copied(self, timeout: float) -> None:
         self._copied.wait(timeout)
 
     def process_exited(self) -> None:
         """The process is gone: let go of everything but the output FIFOs' readers."""
-        self.close_stdin()
+        self._end_stdin()
         with self._lock:
             for fd in self._child:
                 _close(fd)

@@ -633,14 +633,17 @@ async def attach_session(
         except (ConnectionError, OSError):
             return
         # the client closed its side. As dockerd: without a TTY and with StdinOnce the
-        # container's stdin ends too (closing our end of the FIFO is the EOF: the shim
-        # forwards what is buffered first) and the output goes on; otherwise the session
+        # container's stdin ends too and the output goes on; otherwise the session
         # ends and the container's stdin stays open for the next attach (the docker CLI
-        # closes its side when it sees the detach keys itself, so a TTY session ends so)
+        # closes its side when it sees the detach keys itself, so a TTY session ends so).
+        # The shim holds a writer of its own on the FIFO (so that a skiffd restart is no
+        # EOF): closing ours, then CloseIO, is the EOF, after what is buffered
         if c.config.get("StdinOnce") and not tty:
-            target = svc.stdio.get(c.id)
+            target = await _stdio_when_started(svc, c)  # an EOF before the start counts too
             if target is not None:
                 target.close_stdin()
+                with contextlib.suppress(SkiffError):
+                    await svc.sup().close_stdin(c.id)  # gone meanwhile: nothing to end
         else:
             ended.set()
 

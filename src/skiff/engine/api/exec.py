@@ -125,7 +125,11 @@ async def session(
                 await io.write_stdin(data)
         except (ConnectionError, OSError):
             return
+        # our end first, then CloseIO for the shim's own writer: the EOF comes after
+        # what is buffered in the FIFO
         io.close_stdin()
+        with contextlib.suppress(SkiffError):  # exited and deleted meanwhile
+            await execs.containers.sup().close_stdin(inst.container.id, inst.id)
 
     async def pump_out() -> None:
         while True:
