@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,9 @@ from skiff.api.gen.containerd.types import mount_pb2
 
 log = logging.getLogger("skiffd.containers")
 
-RUNTIME = "io.containerd.skiff.v1"
+# SKIFF_RUNTIME: another shim for new containers (io.containerd.runc.v2 on Debian's
+# containerd), so that tests can check skiffd against containerd's own shim
+RUNTIME = os.environ.get("SKIFF_RUNTIME") or "io.containerd.skiff.v1"
 SNAPSHOTTER = "overlayfs"
 SPEC_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Spec"
 PROCESS_TYPE = "types.containerd.io/opencontainers/runtime-spec/1/Process"
