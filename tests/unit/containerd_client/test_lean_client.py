@@ -254,6 +254,22 @@ def test_a_dead_socket_is_unavailable(tmp_path: Any) -> None:
         client.get_container("x")
 
 
+def test_a_silent_server_is_a_deadline(tmp_path: Any) -> None:
+    """--timeout against a socket that accepts and never answers: the
+    DEADLINE_EXCEEDED error the grpcio client gives, not a hang."""
+    import socket
+
+    path = str(tmp_path / "silent.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(path)
+        server.listen(4)
+        client = lean.LeanClient(path, "default", timeout=0.3)
+        with pytest.raises(errors.SkiffError) as got:
+            client.get_container("x")
+        assert (got.value.grpc_code, str(got.value)) == (4, "Deadline Exceeded")
+        client.close()
+
+
 def test_run_imports_neither_grpc_nor_protobuf_nor_dataclasses() -> None:
     code = (
         "import sys\n"

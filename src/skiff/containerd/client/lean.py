@@ -866,22 +866,26 @@ class LeanClient:
     def _stream(
         self, path: str, request: Message, *, timeout: float | None = None
     ) -> Iterator[bytes]:
-        conn = self._conn(self.timeout)
-        conn.sock.settimeout(timeout)
+        conn: H2Connection | None = None
         ok = False
         try:
+            conn = self._conn(self.timeout)
+            conn.sock.settimeout(timeout)
             yield from conn.call(path, request.encode(), [(NAMESPACE_HEADER, self.namespace)])
             ok = True
         except errors.SkiffError as e:
-            ok = e.grpc_code not in (14,)  # a status from the server: the connection is fine
+            ok = e.grpc_code != 14  # a status from the server: the connection is fine
             raise
+        except TimeoutError:
+            # what grpcio's client raises for a deadline (see _grpc.error_from_rpc)
+            raise status_error(4, "Deadline Exceeded") from None
         except OSError as e:
             raise errors.Unavailable(f"connection error: {e}") from None
         finally:
-            if ok:
+            if conn is not None and ok:
                 with self._lock:
                     self._idle.append(conn)
-            else:
+            elif conn is not None:
                 conn.close()
 
     def _call(self, path: str, request: Message, *, wait: bool = False) -> bytes:
