@@ -279,7 +279,8 @@ def test_run_imports_neither_grpc_nor_protobuf_nor_dataclasses() -> None:
         "bad = [m for m in sys.modules if m.split('.')[0] in ('grpc', 'google')]\n"
         "bad += [m for m in sys.modules if m.startswith('skiff.api.gen')]\n"
         # nor the dataclass modules that cost it 20-30 ms (quick_image reads the JSON)
-        "bad += [m for m in ('dataclasses', 'skiff.oci.image', 'skiff.containerd.client.types')"
+        "bad += [m for m in ('dataclasses', 'skiff.oci.image', 'skiff.containerd.client.types',"
+        " 'typing', 'argparse')"
         " if m in sys.modules]\n"
         "print(rc, bad)\n"
     )
@@ -313,3 +314,51 @@ def test_quick_image_process_defaults_as_the_oci_parser_reads_them() -> None:
         ours, theirs = RunImage("n", "c", config), ContainerConfig.from_json(config)
         for attr in ("env", "entrypoint", "cmd", "working_dir", "user"):
             assert getattr(ours, attr) == getattr(theirs, attr), (attr, config)
+
+
+RUN_LINES = [
+    ["run", "img", "id"],
+    ["run", "--rm", "img", "id", "true"],
+    ["-a", "/s.sock", "-n", "ns", "run", "--rm", "--fifo-dir", "/f", "img", "id", "sh", "-c", "x"],
+    ["--address=/s", "--namespace=n", "--timeout", "2.5", "--debug", "run", "i", "c"],
+    ["run", "--env", "A=1", "--env=B=2", "--label", "l=1", "--mount", "type=bind,src=/a,dst=/b",
+     "-t", "-d", "-u", "1:2", "--user=3", "--cwd", "/w", "--hostname", "h", "--net-host",
+     "--privileged", "--read-only", "--runtime", "io.containerd.skiff.v1", "--runc-binary", "r",
+     "--snapshotter", "native", "--null-io", "--pid-file", "/p", "--env-file", "/e", "i", "c",
+     "echo", "--rm", "-t"],
+    ["run", "--detach", "--tty", "img", "id", "-"],
+]  # fmt: skip
+FALLBACK_LINES = [
+    ["run", "--fifo", "/f", "img", "id"],  # an abbreviation
+    ["run", "--rm=1", "img", "id"],
+    ["run", "--help"],
+    ["run", "img"],
+    ["run", "img", "--rm", "id"],
+    ["run", "img", "id", "-c", "x"],
+    ["run", "--cwd", "-x", "img", "id"],
+    ["-a=/s", "run", "img", "id"],
+    ["--timeout", "soon", "run", "img", "id"],
+    ["run", "-td", "img", "id"],
+    ["run", "--", "img", "id"],
+    ["images", "ls"],
+]
+
+
+@pytest.mark.parametrize("argv", RUN_LINES)
+def test_fast_run_parse_is_argparses(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from skiff.containerd import ctr
+
+    monkeypatch.setenv("CONTAINERD_SNAPSHOTTER", "overlayfs")
+    fast = ctr.fast_run_args(argv)
+    slow = ctr.build_parser("run").parse_args(argv)
+    assert fast is not None
+    want = {k: v for k, v in vars(slow).items() if k != "run"}
+    assert {k: v for k, v in vars(fast).items() if k != "run"} == want
+    assert fast.run.__qualname__ == slow.run.__qualname__
+
+
+@pytest.mark.parametrize("argv", FALLBACK_LINES)
+def test_fast_run_parse_leaves_the_rest_to_argparse(argv: list[str]) -> None:
+    from skiff.containerd import ctr
+
+    assert ctr.fast_run_args(argv) is None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import json
@@ -19,6 +18,7 @@ from skiff.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (4 ms of run's start-up)
 if TYPE_CHECKING:  # run drives a lean client; the others core.Client
+    import argparse
     from typing import Any
 
     from skiff.containerd.client import Client, Container

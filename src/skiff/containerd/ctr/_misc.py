@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -20,6 +19,8 @@ from skiff.errors import InvalidArgument
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (4 ms of run's start-up)
 if TYPE_CHECKING:
+    import argparse
+
     from skiff.containerd.client import Client
 
 
