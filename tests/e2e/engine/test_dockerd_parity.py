@@ -127,15 +127,7 @@ def human_bytes(text: str) -> float:
 # -- 1. docker ps -l / -n: the newest containers, stopped ones included ------------
 
 
-def test_ps_limit_counts_stopped_containers(daemon: Docker, request: pytest.FixtureRequest) -> None:
-    if daemon.kind == "skiffd":
-        # views.list_containers has dockerd's rule; the list handler (api/containers.py,
-        # another helper's file) still applies its own: strict, so wiring it in shows
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True, reason="GET /containers/json does not call views.list_containers yet"
-            )
-        )
+def test_ps_limit_counts_stopped_containers(daemon: Docker) -> None:
     label = f"p5={uid()}"
     up, done = "p5up" + uid(), "p5done" + uid()
     try:

@@ -116,20 +116,12 @@ def register(router: Router, daemon: Daemon) -> None:
         all_ = request.q_bool("all")
         limit = request.q_int("limit", -1) or -1
         out = []
-        items = sorted(svc.containers.values(), key=views.created_sort_key, reverse=True)
-        for c in items:
-            shown_by_default = c.running or c.status == Status.RESTARTING
-            if not (all_ or shown_by_default or "status" in filters or "exited" in filters):
-                continue
-            if not views.matches(c, filters, svc.get):
-                continue
+        for c in views.list_containers(svc.containers.values(), filters, svc.get, all_, limit):
             entry = views.list_entry(c)
             if request.q_bool("size"):
                 entry["SizeRw"] = rootfs_mod.upper_size(svc.rootfs_upper(c))
                 entry["SizeRootFs"] = entry["SizeRw"]
             out.append(entry)
-        if limit > 0:
-            out = out[:limit]
         return json_response(out)
 
     async def inspect(request: Request) -> Response:

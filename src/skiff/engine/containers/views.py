@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from skiff.engine.containers.logs import parse_time
@@ -284,6 +283,3 @@ def list_containers(
 
 def created_sort_key(c: Container) -> float:
     return _ts(c.data.get("Created", ""))
-
-
-_ = datetime
