@@ -2,10 +2,11 @@
 
 Thin: parse flags the way runc (urfave/cli over Go's flag package) accepts
 them, call the runtime, print. The parser is hand-written because argparse
-costs milliseconds of imports on every container start.
+costs milliseconds of imports on every container start. For the same
+reason there is no `from __future__ import annotations` (an import of its
+own, on every command): annotations are evaluated, so those naming types
+that exist for the type checker only are strings.
 """
-
-from __future__ import annotations
 
 import sys
 
@@ -61,7 +62,7 @@ _CREATE_FLAGS = {
     "no-new-keyring": _BOOL,
     "preserve-fds": _VALUE,
 }
-FLAGS: dict[str, dict[str, Any]] = {
+FLAGS: "dict[str, dict[str, Any]]" = {
     "create": dict(_CREATE_FLAGS),
     "run": {**_CREATE_FLAGS, "detach": _BOOL, "d": "detach", "keep": _BOOL},
     "start": {},
@@ -167,7 +168,7 @@ def command_help(cmd: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-GLOBAL_FLAGS: dict[str, Any] = {
+GLOBAL_FLAGS: "dict[str, Any]" = {
     "root": _VALUE,
     "log": _VALUE,
     "log-format": _VALUE,
@@ -188,8 +189,8 @@ class UsageError(Exception):
 
 
 def parse_flags(
-    args: list[str], table: dict[str, Any], stop_at_positional: bool = True
-) -> tuple[dict[str, Any], list[str]]:
+    args: list[str], table: "dict[str, Any]", stop_at_positional: bool = True
+) -> "tuple[dict[str, Any], list[str]]":
     """Go-style flags: -f, --f, -f=v, --f v; stops at the first positional argument."""
     values: dict[str, Any] = {}
     rest: list[str] = []
@@ -392,7 +393,7 @@ def prime_cgroup_attach(cgroup_root: str) -> int:
 
 
 def _main(
-    cmd: str, flags: dict[str, Any], rest: list[str], root: str, cgroup_root: str, log: Log
+    cmd: str, flags: "dict[str, Any]", rest: list[str], root: str, cgroup_root: str, log: Log
 ) -> int:
     try:
         return _dispatch(cmd, flags, rest, root, cgroup_root, log)
@@ -419,7 +420,7 @@ def _with_prefix(cmd: str, msg: str) -> str:
 
 
 def _dispatch(
-    cmd: str, flags: dict[str, Any], rest: list[str], root: str, cgroup_root: str, log: Log
+    cmd: str, flags: "dict[str, Any]", rest: list[str], root: str, cgroup_root: str, log: Log
 ) -> int:
     if cmd == "spec":
         return _spec(flags)
@@ -519,7 +520,7 @@ def _dispatch(
     raise UsageError(f"unknown command {cmd}")
 
 
-def _spec(flags: dict[str, Any]) -> int:
+def _spec(flags: "dict[str, Any]") -> int:
     import os
 
     from skiff.oci import fastjson
@@ -568,7 +569,7 @@ def _features() -> int:
     return 0
 
 
-def _list(runtime: Any, flags: dict[str, Any]) -> int:
+def _list(runtime: "Any", flags: "dict[str, Any]") -> int:
     states = runtime.containers()
     if flags.get("quiet"):
         for s in states:
@@ -594,7 +595,7 @@ def _list(runtime: Any, flags: dict[str, Any]) -> int:
     return 0
 
 
-def _exec(runtime: Any, flags: dict[str, Any], rest: list[str], preserve: int) -> int:
+def _exec(runtime: "Any", flags: "dict[str, Any]", rest: list[str], preserve: int) -> int:
     from skiff.oci import fastjson
     from skiff.runtime.state import Container
 
@@ -650,7 +651,7 @@ def _exec(runtime: Any, flags: dict[str, Any], rest: list[str], preserve: int) -
     )
 
 
-def _ps(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
+def _ps(runtime: "Any", flags: "dict[str, Any]", rest: list[str]) -> int:
     cid = _need_id("ps", rest, extra_ok=True)
     pids = runtime.pids(cid)
     fmt = flags.get("format", "table")
@@ -704,7 +705,7 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def _events(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
+def _events(runtime: "Any", flags: "dict[str, Any]", rest: list[str]) -> int:
     from skiff.oci import fastjson
 
     cid = _need_id("events", rest)
@@ -735,7 +736,7 @@ def _events(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
         time.sleep(min(0.05, interval))
 
 
-def _update(runtime: Any, flags: dict[str, Any], rest: list[str]) -> int:
+def _update(runtime: "Any", flags: "dict[str, Any]", rest: list[str]) -> int:
     from skiff.oci import fastjson
 
     cid = _need_id("update", rest)
