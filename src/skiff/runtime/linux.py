@@ -3,19 +3,13 @@
 Everything in skiff.runtime that is not in the os module (namespaces, mounts,
 pivot_root, prctl, capabilities, close_range) goes through this module, so
 unit tests can record the calls and the root-only paths are tested for real.
-Only the standard library is imported. ctypes itself (about 2 ms of imports)
-is imported with libc, on the first call: `create` makes its first call in
-the forked child, which imports it while the runtime process moves that
-child into its cgroups, and the child's own child inherits it.
+Only the standard library is imported, and ctypes lazily loads libc once.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    import ctypes
 
 # clone/unshare flags
 CLONE_NEWNS = 0x00020000
@@ -107,12 +101,8 @@ _libc: ctypes.CDLL | None = None
 
 
 def libc() -> ctypes.CDLL:
-    """libc, loaded once per process; every function here calls it before it uses ctypes."""
     global _libc  # a process-wide handle to libc, loaded once: not state
     if _libc is None:
-        import ctypes
-
-        globals()["ctypes"] = ctypes  # the module-wide name the functions below use
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
@@ -180,20 +170,19 @@ def setdomainname(name: str) -> None:
     _check(libc().setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
 def mount_setattr_recursive(path: str, attr_set: int, attr_clr: int) -> None:
     """Apply mount attributes to a whole mount tree (kernel 5.12+)."""
-    lib = libc()
-
-    class _MountAttr(ctypes.Structure):
-        _fields_ = [
-            ("attr_set", ctypes.c_uint64),
-            ("attr_clr", ctypes.c_uint64),
-            ("propagation", ctypes.c_uint64),
-            ("userns_fd", ctypes.c_uint64),
-        ]
-
     attr = _MountAttr(attr_set, attr_clr, 0, 0)
-    res = lib.syscall(
+    res = libc().syscall(
         _SYS_MOUNT_SETATTR,
         ctypes.c_int(-100),  # AT_FDCWD
         path.encode(),
@@ -225,27 +214,27 @@ def close_range_cloexec(first: int) -> None:
                     pass
 
 
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
 def capset(effective: int, permitted: int, inheritable: int) -> None:
     """Set this thread's capability sets from 64-bit masks."""
-    lib = libc()
-
-    class _CapHeader(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    class _CapData(ctypes.Structure):
-        _fields_ = [
-            ("effective", ctypes.c_uint32),
-            ("permitted", ctypes.c_uint32),
-            ("inheritable", ctypes.c_uint32),
-        ]
-
     header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_CapData * 2)()
     for i, shift in enumerate((0, 32)):
         data[i].effective = (effective >> shift) & 0xFFFFFFFF
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(lib.syscall(_SYS_CAPSET, ctypes.byref(header), data), "capset")
+    _check(libc().syscall(_SYS_CAPSET, ctypes.byref(header), data), "capset")
 
 
 def last_cap() -> int:

@@ -248,8 +248,6 @@ def spawn_init(
 
 
 def _stage_a(job: InitJob, chan: Channel) -> None:
-    # ctypes loads here, while P moves this process into its cgroups, not before the fork
-    linux.libc()
     if chan.recv(up=False) is None:
         os._exit(1)
     flags, joins = _namespaces(job.spec)
@@ -632,7 +630,6 @@ def spawn_exec(job: ExecJob, chan: Channel, on_child: Callable[[int], None]) -> 
 
 
 def _exec_stage_a(job: ExecJob, chan: Channel) -> None:
-    linux.libc()  # ctypes, while P moves this process into the container's cgroups
     if chan.recv(up=False) is None:
         os._exit(1)
     linux.prctl(linux.PR_SET_DUMPABLE, 0)
