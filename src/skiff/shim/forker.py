@@ -61,11 +61,13 @@ def preimport() -> None:
     import skiff.runtime.caps
     import skiff.runtime.cgroups
     import skiff.runtime.cli
+    import skiff.runtime.commands
     import skiff.runtime.config
     import skiff.runtime.container
     import skiff.runtime.hooks
     import skiff.runtime.linux
     import skiff.runtime.process
+    import skiff.runtime.quick
     import skiff.runtime.rootfs
     import skiff.runtime.seccomp
     import skiff.runtime.state
