@@ -476,9 +476,16 @@ class ImageService:
             key = f"extract-{secrets.token_hex(6)} {name}"
             if on_layer is not None:
                 on_layer(i, "extracting")
-            mounts = s.prepare_snapshot(
-                snapshotter, key, parent, {"containerd.io/snapshot.ref": name}
-            )
+            try:
+                mounts = s.prepare_snapshot(
+                    snapshotter, key, parent, {"containerd.io/snapshot.ref": name}
+                )
+            except AlreadyExists:
+                # containerd answers a prepare whose snapshot.ref target exists with
+                # "target snapshot ...: already exists": a concurrent pull unpacked it
+                if on_layer is not None:
+                    on_layer(i, "exists")
+                continue
             try:
                 applied = s.apply(layer, mounts)
                 if str(applied.digest) != str(diff_ids[i]):
