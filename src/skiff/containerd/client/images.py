@@ -141,7 +141,10 @@ def unpack(client: Client, image: ResolvedImage, snapshotter: str = DEFAULT_SNAP
             pass
         parent = chain[i - 1] if i else ""
         key = f"extract-{os.urandom(6).hex()} {chain[i]}"
-        mounts = client.prepare_snapshot(snapshotter, key, parent, {SNAPSHOT_REF: chain[i]})
+        try:
+            mounts = client.prepare_snapshot(snapshotter, key, parent, {SNAPSHOT_REF: chain[i]})
+        except AlreadyExists:
+            continue  # "target snapshot ...: already exists": unpacked meanwhile by another
         try:
             applied = client.apply_diff(layer, mounts)
             want = image.config.rootfs.diff_ids[i]
