@@ -38,6 +38,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemons import stop, unmount_under
+
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
 BUSYBOX_TAR = REPO / "build" / "images" / "busybox.tar"
@@ -89,23 +92,6 @@ class Daemon:
         return r.stdout.decode()
 
 
-def descendants(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            out.append(kid)
-            todo.append(kid)
-    return out
-
-
 def naming(needle: str) -> list[int]:
     """Processes whose command line names `needle` (shims that left the tree)."""
     found = []
@@ -138,27 +124,10 @@ def start(name: str, argv: list[str], base: Path, sock: Path) -> Iterator[Daemon
             time.sleep(0.1)
         yield daemon
     finally:
-        tree = descendants(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid in [*tree, *naming(str(base))]:
+        stop(proc)
+        for pid in naming(str(base)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def unmount_under(d: Path) -> None:
-    targets = [
-        line.split()[4]
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(f"{d}/")
-    ]
-    for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
 
 
 def post_build(sock: Path, body: bytes, query: str) -> float:

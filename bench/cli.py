@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemons import stop, unmount_under
 
 REPO = Path(__file__).resolve().parent.parent
 BUSYBOX_TAR = REPO / "build" / "images" / "busybox.tar"
@@ -40,23 +42,6 @@ PRELUDE = (
     "mount -t tmpfs -o mode=755 bench-opt /opt; "
     "if [ -d /etc/docker ]; then mount -t tmpfs -o mode=755 bench-etc /etc/docker; fi; "
 )
-
-
-def descendants(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            out.append(kid)
-            todo.append(kid)
-    return out
 
 
 def cli(binary: str, sock: Path, config: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -85,27 +70,7 @@ def daemon(name: str, argv: list[str], base: Path, sock: Path) -> Iterator[Path]
             raise RuntimeError(f"{name}: docker load: {r.stderr.decode()}")
         yield sock
     finally:
-        tree = descendants(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid in tree:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def unmount_under(d: Path) -> None:
-    targets = [
-        line.split()[4]
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(f"{d}/")
-    ]
-    for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+        stop(proc)
 
 
 def p90(values: list[float]) -> float:

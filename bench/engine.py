@@ -23,7 +23,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,9 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from daemons import descendants, stop, unmount_under
 
 REPO = Path(__file__).resolve().parent.parent
 BUSYBOX_TAR = REPO / "build" / "images" / "busybox.tar"
@@ -67,23 +69,6 @@ class Daemon:
         if r.returncode != 0:
             raise RuntimeError(f"{self.name}: docker {' '.join(args)}: {r.stderr.decode()}")
         return r.stdout.decode()
-
-
-def descendants(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for kid in kids.get(todo.pop(), []):
-            out.append(kid)
-            todo.append(kid)
-    return out
 
 
 def rss_kib(pid: int) -> int:
@@ -122,27 +107,7 @@ def start(name: str, argv: list[str], base: Path, sock: Path) -> Iterator[Daemon
             time.sleep(0.1)
         yield daemon
     finally:
-        tree = descendants(proc.pid)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for pid in tree:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-def unmount_under(d: Path) -> None:
-    targets = [
-        line.split()[4]
-        for line in Path("/proc/self/mountinfo").read_text().splitlines()
-        if line.split()[4].startswith(f"{d}/")
-    ]
-    for target in sorted(targets, key=len, reverse=True):
-        subprocess.run(["umount", "-l", target], check=False, capture_output=True)
+        stop(proc)
 
 
 def p90(values: list[float]) -> float:
